@@ -1,0 +1,85 @@
+from django import forms
+from django.contrib import admin
+
+from .models import AuditEntry, Connection, Job, JobTransition
+from .services import connection_save
+
+
+class ConnectionAdminForm(forms.ModelForm):
+    password = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Write-only. Leave empty to keep the stored password.",
+    )
+
+    class Meta:
+        model = Connection
+        fields = ["name", "base_url", "api_version", "username", "password", "poll_budget", "is_default"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.pk and not cleaned.get("password"):
+            self.add_error("password", "A new connection needs a password.")
+        return cleaned
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    form = ConnectionAdminForm
+    list_display = ["name", "base_url", "api_version", "username", "poll_budget", "is_default"]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        connection_save(
+            connection=obj if change else None,
+            name=data["name"],
+            base_url=data["base_url"],
+            username=data["username"],
+            password=data.get("password") or None,
+            api_version=data["api_version"],
+            poll_budget=data["poll_budget"],
+            is_default=data["is_default"],
+        )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class TransitionInline(admin.TabularInline):
+    model = JobTransition
+    extra = 0
+    can_delete = False
+    fields = ["at", "from_state", "to_state", "reason", "http_status", "latency_ms"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ["uuid", "owner", "kind", "script_name", "state", "created_at", "finished_at"]
+    list_filter = ["state", "kind"]
+    search_fields = ["=uuid", "=oml_job_id", "script_name"]
+    list_select_related = ["owner"]
+    inlines = [TransitionInline]
+
+
+@admin.register(JobTransition)
+class JobTransitionAdmin(ReadOnlyAdmin):
+    list_display = ["job", "from_state", "to_state", "at", "reason", "http_status"]
+    list_select_related = ["job"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["at", "actor_username", "action", "target_type", "target_id", "ip"]
+    list_filter = ["action"]

@@ -1,0 +1,305 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from .states import ACTIVE_STATES, TERMINAL_STATES, JobKind, JobState, ServiceLevel
+
+__all__ = [
+    "AuditEntry",
+    "Connection",
+    "Job",
+    "JobKind",
+    "JobResult",
+    "JobResultChunk",
+    "JobState",
+    "JobTransition",
+]
+
+
+class Connection(models.Model):
+    """An OML4Py REST service the dashboard submits to. The password is stored encrypted only."""
+
+    class ApiVersion(models.TextChoices):
+        V2 = "v2", "v2"
+        V1 = "v1", "v1 (retired by Oracle on 2026-03-31)"
+
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(max_length=500, help_text="e.g. https://<tenancy>-<db>.adb.<region>.oraclecloudapps.com")
+    api_version = models.CharField(max_length=2, choices=ApiVersion.choices, default=ApiVersion.V2)
+    username = models.CharField("OML username", max_length=128)
+    password_encrypted = models.TextField(editable=False)
+    poll_budget = models.PositiveIntegerField(
+        default=20, help_text="Most status requests per second the workers send to this server."
+    )
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="one_default_connection"),
+            models.CheckConstraint(condition=Q(poll_budget__gte=1), name="connection_poll_budget_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_password(self, plain: str) -> None:
+        from .crypto import encrypt
+
+        self.password_encrypted = encrypt(plain)
+
+    def get_password(self) -> str:
+        from .crypto import decrypt
+
+        return decrypt(self.password_encrypted)
+
+
+_ACTIVE = Q(state__in=sorted(ACTIVE_STATES))
+
+
+class Job(models.Model):
+    """One Embedded Python Execution call, from the moment it is asked for until it ends."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    team = models.ForeignKey("accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="jobs")
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The job this one re-runs or was cloned from.",
+    )
+
+    # What to call.
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    script_name = models.CharField(max_length=128)
+    script_owner = models.CharField(max_length=128, blank=True)
+    # The OML request body fields (OML_API.md), one column each.
+    input_sql = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    group_by = models.CharField(max_length=500, blank=True)
+    order_by = models.CharField(max_length=500, blank=True)
+    times = models.PositiveIntegerField(null=True, blank=True)
+    parallel_flag = models.BooleanField(null=True, blank=True)
+    parallel = models.PositiveSmallIntegerField(null=True, blank=True)
+    service = models.CharField(max_length=10, choices=ServiceLevel.choices, blank=True)
+    async_flag = models.BooleanField(default=True)
+    timeout = models.PositiveIntegerField(null=True, blank=True)
+    graphics_flag = models.BooleanField(default=False)
+    env_name = models.CharField(max_length=128, blank=True)
+
+    # Where it stands. Only jobs.services.job_transition writes `state`.
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
+    oml_job_id = models.CharField(max_length=200, blank=True)
+    oml_job_url = models.URLField(max_length=1000, blank=True)
+    oml_result_url = models.URLField(max_length=1000, blank=True)
+    last_error = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    oml_accepted_at = models.DateTimeField(null=True, blank=True)
+    oml_finished_at = models.DateTimeField(null=True, blank=True, help_text="When the dashboard saw OML's 302.")
+    result_fetched_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    # Polling.
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True, help_text="The janitor ends the job after this.")
+    poll_count = models.PositiveIntegerField(default=0)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    oml_elapsed_seconds = models.FloatField(null=True, blank=True, help_text="elapsedTime of the last 202.")
+    expected_seconds = models.FloatField(
+        null=True, blank=True, help_text="How long this script usually takes, learned from its history."
+    )
+
+    # Exactly what code ran, when the server's script list shows it.
+    script_source = models.TextField(blank=True)
+    script_sha256 = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # poll sweep: state = 'pending' AND next_poll_at <= now() ORDER BY next_poll_at LIMIT n
+            models.Index(fields=["next_poll_at"], condition=Q(state=JobState.PENDING), name="job_due_idx"),
+            # janitor: active jobs past deadline_at
+            models.Index(fields=["deadline_at"], condition=_ACTIVE, name="job_active_deadline_idx"),
+            # janitor: queued / submitting / fetching jobs by how long they have been there
+            models.Index(fields=["state", "created_at"], condition=_ACTIVE, name="job_active_state_idx"),
+            # history: newest first, optionally by owner / state / script / team; keyset on (created_at, id)
+            models.Index(fields=["-created_at", "-id"], name="job_history_idx"),
+            models.Index(fields=["owner", "-created_at", "-id"], name="job_history_owner_idx"),
+            models.Index(fields=["state", "-created_at", "-id"], name="job_history_state_idx"),
+            models.Index(fields=["script_name", "-created_at", "-id"], name="job_history_script_idx"),
+            models.Index(fields=["team", "-created_at", "-id"], name="job_history_team_idx"),
+            # search by OML job id
+            models.Index(fields=["oml_job_id"], name="job_oml_job_id_idx"),
+            # learned polling: the latest finished runs of a script on a connection
+            models.Index(
+                fields=["connection", "script_name", "-finished_at"],
+                condition=Q(state=JobState.SUCCEEDED),
+                name="job_script_runs_idx",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=JobState.values), name="job_state_valid"),
+            models.CheckConstraint(condition=Q(kind__in=JobKind.values), name="job_kind_valid"),
+            models.CheckConstraint(
+                condition=~Q(state=JobState.PENDING) | Q(next_poll_at__isnull=False),
+                name="job_pending_has_next_poll",
+            ),
+            models.CheckConstraint(
+                condition=_ACTIVE | Q(finished_at__isnull=False), name="job_terminal_has_finished_at"
+            ),
+            models.CheckConstraint(
+                condition=Q(submitted_at__isnull=True) | Q(submitted_at__gte=F("created_at")),
+                name="job_submitted_after_created",
+            ),
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(finished_at__gte=F("created_at")),
+                name="job_finished_after_created",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=JobKind.ROW_APPLY) | Q(rows__gte=1), name="job_row_apply_has_rows"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=JobKind.INDEX_APPLY) | Q(times__gte=1), name="job_index_apply_has_times"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=JobKind.GROUP_APPLY) | ~Q(group_by=""), name="job_group_apply_has_group_by"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=[JobKind.TABLE_APPLY, JobKind.ROW_APPLY, JobKind.GROUP_APPLY]) | ~Q(input_sql=""),
+                name="job_data_kinds_have_input",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.script_name} ({self.uuid})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def kind_path(self) -> str:
+        return JobKind(self.kind).path
+
+    def oml_body(self) -> dict:
+        """The JSON body sent to OML for this job, with only the fields that were set."""
+        import json
+
+        body: dict = {}
+        if self.input_sql:
+            body["input"] = self.input_sql
+        if self.parameters:
+            body["parameters"] = json.dumps(self.parameters, separators=(",", ":"))
+        for key, value in (
+            ("rows", self.rows),
+            ("groupBy", self.group_by),
+            ("orderBy", self.order_by),
+            ("times", self.times),
+            ("parallelFlag", self.parallel_flag),
+            ("parallel", self.parallel),
+            ("service", self.service),
+            ("timeout", self.timeout),
+            ("envName", self.env_name),
+        ):
+            if value not in (None, ""):
+                body[key] = value
+        if self.graphics_flag:
+            body["graphicsFlag"] = True
+        body["asyncFlag"] = self.async_flag
+        return body
+
+
+class JobTransition(models.Model):
+    """One state change of a job, written in the same transaction as the change."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="transitions")
+    from_state = models.CharField(max_length=16, choices=JobState.choices)
+    to_state = models.CharField(max_length=16, choices=JobState.choices)
+    at = models.DateTimeField()
+    reason = models.CharField(max_length=500)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [
+            # the job page's timeline: WHERE job_id = ? ORDER BY at, id
+            models.Index(fields=["job", "at", "id"], name="transition_timeline_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_state} -> {self.to_state}"
+
+
+class JobResult(models.Model):
+    """A job's result body exactly as OML sent it, stored in JobResultChunk rows."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="result")
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=200)
+    row_count = models.PositiveIntegerField(null=True, blank=True)
+    shape = models.CharField(max_length=20, blank=True, help_text="records, groups, list, graphics, object, scalar")
+    chunk_count = models.PositiveIntegerField()
+    stored_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(size_bytes__gte=0), name="result_size_non_negative")]
+
+    def __str__(self) -> str:
+        return f"Result of {self.job_id} ({self.size_bytes} bytes)"
+
+
+class JobResultChunk(models.Model):
+    result = models.ForeignKey(JobResult, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["result", "seq"], name="result_chunk_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.seq} of result {self.result_id}"
+
+
+class AuditEntry(models.Model):
+    """An append-only record of a user action. Each entry hashes its content and the previous entry's hash."""
+
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    entry_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            # audit page: newest first, optionally by actor / action / target; keyset on (at, id)
+            models.Index(fields=["-at", "-id"], name="audit_time_idx"),
+            models.Index(fields=["actor", "-at", "-id"], name="audit_actor_idx"),
+            models.Index(fields=["action", "-at", "-id"], name="audit_action_idx"),
+            models.Index(fields=["target_id", "-at", "-id"], name="audit_target_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_username} {self.action}"

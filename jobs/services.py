@@ -1,0 +1,204 @@
+"""Every write of the jobs app. Views, the API, tasks and admin actions call these and nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
+from .states import ALLOWED_MOVES, TERMINAL_STATES, JobState
+
+logger = logging.getLogger(__name__)
+
+# Columns a transition may set beside `state`; anything else is a programming error.
+_TRANSITION_FIELDS = frozenset(
+    {
+        "oml_job_id",
+        "oml_job_url",
+        "oml_result_url",
+        "last_error",
+        "submitted_at",
+        "oml_accepted_at",
+        "oml_finished_at",
+        "result_fetched_at",
+        "finished_at",
+        "next_poll_at",
+        "deadline_at",
+        "poll_count",
+        "last_polled_at",
+        "oml_elapsed_seconds",
+        "expected_seconds",
+        "script_source",
+        "script_sha256",
+    }
+)
+
+
+def job_transition(
+    *,
+    job_id: int,
+    to_state: str,
+    reason: str,
+    expected: Iterable[str] | None = None,
+    http_status: int | None = None,
+    latency_ms: int | None = None,
+    detail: dict | None = None,
+    at: datetime | None = None,
+    **fields,
+) -> bool:
+    """Move a job to `to_state`, the only way any job's state ever changes.
+
+    The move happens only if the job's current state may move to `to_state` (ALLOWED_MOVES) and, when
+    given, is one of `expected`. The conditional UPDATE and the transition row are one transaction.
+    Returns True when the job moved; False, writing nothing, when it had already moved elsewhere.
+    """
+    unknown = set(fields) - _TRANSITION_FIELDS
+    if unknown:
+        raise TypeError(f"job_transition cannot set {sorted(unknown)}")
+    sources = {source for source, targets in ALLOWED_MOVES.items() if to_state in targets}
+    if expected is not None:
+        sources &= set(expected)
+    if not sources:
+        return False
+    now = at or timezone.now()
+    if to_state in TERMINAL_STATES:
+        fields.setdefault("finished_at", now)
+        fields.setdefault("next_poll_at", None)
+    with transaction.atomic():
+        # Lock the row so that the state read here is the one the UPDATE replaces (on SQLite the
+        # IMMEDIATE transaction already holds the write lock).
+        current = (
+            Job.objects.select_for_update().filter(pk=job_id, state__in=sources).values_list("state", flat=True).first()
+        )
+        if current is None:
+            return False
+        moved = Job.objects.filter(pk=job_id, state=current).update(state=to_state, **fields)
+        if not moved:
+            return False
+        JobTransition.objects.create(
+            job_id=job_id,
+            from_state=current,
+            to_state=to_state,
+            at=now,
+            reason=reason[:500],
+            http_status=http_status,
+            latency_ms=latency_ms,
+            detail=detail or {},
+        )
+    logger.info("job %s: %s -> %s (%s)", job_id, current, to_state, reason)
+    return True
+
+
+def job_update_polling(*, job_id: int, **fields) -> int:
+    """Record a status poll that changed nothing (count, times); only while the job is still pending."""
+    allowed = {"next_poll_at", "last_polled_at", "oml_elapsed_seconds", "poll_count", "deadline_at"}
+    if set(fields) - allowed:
+        raise TypeError(f"job_update_polling cannot set {sorted(set(fields) - allowed)}")
+    return Job.objects.filter(pk=job_id, state=JobState.PENDING).update(**fields)
+
+
+# --- Results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    size_bytes: int
+    sha256: str
+    chunk_count: int
+
+
+def job_result_store(
+    *,
+    job_id: int,
+    chunks: Iterable[bytes],
+    content_type: str,
+    row_count: int | None = None,
+    shape: str = "",
+) -> JobResult:
+    """Store a result body exactly as received, in fixed-size chunks, replacing any earlier copy."""
+    size = 0
+    digest = hashlib.sha256()
+    chunk_size = settings.JOBS_RESULT_CHUNK_BYTES
+    with transaction.atomic():
+        JobResult.objects.filter(job_id=job_id).delete()
+        result = JobResult.objects.create(
+            job_id=job_id, size_bytes=0, sha256="", content_type=content_type, chunk_count=0
+        )
+        seq = 0
+        buffer = bytearray()
+
+        def flush(data: bytes) -> None:
+            nonlocal seq
+            JobResultChunk.objects.create(result=result, seq=seq, data=data)
+            seq += 1
+
+        for piece in chunks:
+            size += len(piece)
+            digest.update(piece)
+            buffer += piece
+            while len(buffer) >= chunk_size:
+                flush(bytes(buffer[:chunk_size]))
+                del buffer[:chunk_size]
+        if buffer or seq == 0:
+            flush(bytes(buffer))
+        JobResult.objects.filter(pk=result.pk).update(
+            size_bytes=size, sha256=digest.hexdigest(), chunk_count=seq, row_count=row_count, shape=shape
+        )
+        result.refresh_from_db()
+    return result
+
+
+def result_iter_chunks(result: JobResult) -> Iterator[bytes]:
+    """The stored body, chunk by chunk, one row in memory at a time."""
+    ids = list(result.chunks.order_by("seq").values_list("id", flat=True))
+    for chunk_id in ids:
+        data = JobResultChunk.objects.filter(pk=chunk_id).values_list("data", flat=True).get()
+        yield bytes(data)
+
+
+def result_read_all(result: JobResult) -> bytes:
+    """The whole body; for small results only (previews, tests)."""
+    return b"".join(result_iter_chunks(result))
+
+
+# --- Connections --------------------------------------------------------------------------------
+
+
+def connection_save(
+    *,
+    name: str,
+    base_url: str,
+    username: str,
+    password: str | None,
+    api_version: str = Connection.ApiVersion.V2,
+    poll_budget: int = 20,
+    is_default: bool = False,
+    connection: Connection | None = None,
+) -> Connection:
+    """Create or change a connection; `password=None` keeps the stored one."""
+    with transaction.atomic():
+        if is_default:
+            Connection.objects.filter(is_default=True).exclude(pk=getattr(connection, "pk", None)).update(
+                is_default=False
+            )
+        connection = connection or Connection()
+        connection.name = name
+        connection.base_url = base_url.rstrip("/")
+        connection.username = username
+        connection.api_version = api_version
+        connection.poll_budget = poll_budget
+        connection.is_default = is_default
+        if password is not None:
+            connection.set_password(password)
+        if not connection.password_encrypted:
+            raise ValueError("A new connection needs a password.")
+        connection.full_clean()
+        connection.save()
+    return connection

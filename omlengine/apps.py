@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class OmlEngineConfig(AppConfig):
+    name = "omlengine"
+    verbose_name = "Embedded OML engine"

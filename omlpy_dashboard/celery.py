@@ -1,0 +1,35 @@
+"""The Celery application: configured from Django settings (CELERY_*), tasks found in the apps."""
+
+import os
+from datetime import timedelta
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omlpy_dashboard.settings")
+
+app = Celery("omlpy_dashboard")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _prepare(sender: Celery, **kwargs) -> None:
+    from django.conf import settings
+
+    # The filesystem transport expects its folders to exist.
+    if settings.CELERY_BROKER_URL.startswith("filesystem"):
+        for key in ("data_folder_in", "processed_folder", "control_folder"):
+            os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
+    sender.conf.beat_schedule = {
+        "poll-sweep": {
+            "task": "jobs.tasks.poll_sweep",
+            "schedule": timedelta(seconds=settings.JOBS_SWEEP_INTERVAL),
+            # A sweep that waited longer than its interval is superseded by the next one.
+            "options": {"expires": max(settings.JOBS_SWEEP_INTERVAL * 2, 2)},
+        },
+        "janitor": {
+            "task": "jobs.tasks.janitor",
+            "schedule": timedelta(seconds=settings.JOBS_JANITOR_INTERVAL),
+            "options": {"expires": settings.JOBS_JANITOR_INTERVAL * 2},
+        },
+    }

@@ -1,0 +1,266 @@
+"""Settings for OMLPy Dashboard, read entirely from the environment.
+
+Every variable is documented in `.env.example` and README.md. Defaults run the whole system with no
+external service: SQLite and a file cache under `var/`, Celery on kombu's filesystem transport, and the
+embedded OML engine switched on. Set DATABASE_URL, CELERY_BROKER_URL and REDIS_URL to run on
+PostgreSQL and Redis with the same code.
+"""
+
+import base64
+import hashlib
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def _development_secret(name: str) -> str:
+    """A random secret kept under var/ so that local runs survive restarts; only used with DEBUG on."""
+    path = VAR_DIR / f"dev-{name}"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = _development_secret("secret-key")
+
+# Fernet keys for secrets stored in the database (OML passwords). The first key encrypts; all of them
+# decrypt, so a key can be rotated by putting the new one first.
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+if not ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured("ENCRYPTION_KEYS must be set when DEBUG is off.")
+    digest = hashlib.sha256(_development_secret("encryption-seed").encode()).digest()
+    ENCRYPTION_KEYS = [base64.urlsafe_b64encode(digest).decode()]
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "accounts",
+    "jobs",
+    "omlengine",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "accounts.middleware.UserTimezoneMiddleware",
+]
+
+ROOT_URLCONF = "omlpy_dashboard.urls"
+WSGI_APPLICATION = "omlpy_dashboard.wsgi.application"
+ASGI_APPLICATION = "omlpy_dashboard.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, workers, the engine worker) share the file: WAL lets readers run beside
+    # the writer, IMMEDIATE transactions take the write lock up front instead of failing on upgrade.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        }
+    )
+    _db.setdefault("TEST", {})["NAME"] = env.str("TEST_SQLITE_PATH", default=str(VAR_DIR / "test-db.sqlite3"))
+else:
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+    if env.str("TEST_DATABASE_NAME", default=""):
+        _db.setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (shared by every process: tokens of OML connections live here) ----------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="omlpy"),
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": env.str("CACHE_DIR", default=str(VAR_DIR / "cache")),
+        }
+    }
+
+# --- Auth ---------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Internationalisation -----------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files -------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Security (tightened further when DEBUG is off) ---------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+    if CELERY_BROKER_URL.startswith("filesystem")
+    # A task not acknowledged within this time is handed to another worker; it must exceed the hard
+    # time limit so that a slow but live task is never run twice.
+    else {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
+if not CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT.")
+if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS and not (
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > CELERY_TASK_TIME_LIMIT
+):
+    raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must be below CELERY_VISIBILITY_TIMEOUT.")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule"))
+CELERY_TASK_ALWAYS_EAGER = False
+# One queue name per deployment; test runs pick their own so that they never share a broker's queue.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="omlpy")
+
+# --- Job lifecycle ------------------------------------------------------------------------------
+JOBS_SWEEP_INTERVAL = env.float("JOBS_SWEEP_INTERVAL", default=1.0)
+JOBS_SWEEP_BATCH = env.int("JOBS_SWEEP_BATCH", default=500)
+JOBS_POLL_INITIAL = env.float("JOBS_POLL_INITIAL", default=0.5)
+JOBS_POLL_FACTOR = env.float("JOBS_POLL_FACTOR", default=1.5)
+JOBS_POLL_CAP = env.float("JOBS_POLL_CAP", default=10.0)
+JOBS_POLL_LEASE = env.float("JOBS_POLL_LEASE", default=30.0)
+JOBS_JANITOR_INTERVAL = env.float("JOBS_JANITOR_INTERVAL", default=15.0)
+JOBS_SUBMIT_DEADLINE = env.float("JOBS_SUBMIT_DEADLINE", default=120.0)
+JOBS_FETCH_DEADLINE = env.float("JOBS_FETCH_DEADLINE", default=300.0)
+JOBS_QUEUED_RESEND_AFTER = env.float("JOBS_QUEUED_RESEND_AFTER", default=30.0)
+JOBS_DEFAULT_TIMEOUT = env.int("JOBS_DEFAULT_TIMEOUT", default=1800)
+JOBS_RESULT_CHUNK_BYTES = env.int("JOBS_RESULT_CHUNK_BYTES", default=1024 * 1024)
+OML_CONNECT_TIMEOUT = env.float("OML_CONNECT_TIMEOUT", default=5.0)
+OML_READ_TIMEOUT = env.float("OML_READ_TIMEOUT", default=60.0)
+OML_GET_RETRIES = env.int("OML_GET_RETRIES", default=3)
+OML_TOKEN_REFRESH_MARGIN = env.float("OML_TOKEN_REFRESH_MARGIN", default=300.0)
+
+# --- Embedded engine ----------------------------------------------------------------------------
+OMLENGINE_ENABLED = env.bool("OMLENGINE_ENABLED", default=DEBUG)
+OMLENGINE_DATA_DB = env.str("OMLENGINE_DATA_DB", default=str(VAR_DIR / "omlengine-data.sqlite3"))
+OMLENGINE_TOKEN_LIFETIME = env.int("OMLENGINE_TOKEN_LIFETIME", default=3600)
+OMLENGINE_REFRESH_WINDOW = env.int("OMLENGINE_REFRESH_WINDOW", default=8 * 3600)
+OMLENGINE_CPU_SECONDS = env.int("OMLENGINE_CPU_SECONDS", default=60)
+OMLENGINE_MEMORY_MB = env.int("OMLENGINE_MEMORY_MB", default=1024)
+OMLENGINE_WALL_SECONDS = env.int("OMLENGINE_WALL_SECONDS", default=300)
+OMLENGINE_WORKER_SLOTS = env.int("OMLENGINE_WORKER_SLOTS", default=8)
+OMLENGINE_RESULT_RETENTION_DAYS = env.int("OMLENGINE_RESULT_RETENTION_DAYS", default=183)
+# Fault injection for tests and benchmarks only, e.g. "500=0.1,503=0.1,delay=0.05,malformed=0.05".
+OMLENGINE_FAULTS = env.str("OMLENGINE_FAULTS", default="")
+OMLENGINE_TIMER_SCRIPTS = env.bool("OMLENGINE_TIMER_SCRIPTS", default=DEBUG)
+
+# --- Demo data ----------------------------------------------------------------------------------
+DEFAULT_CONNECTION_URL = env.str("DEFAULT_CONNECTION_URL", default="")
+
+# --- Logging ------------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# Django 6 makes https the default scheme of forms.URLField; adopt it now.
+FORMS_URLFIELD_ASSUME_HTTPS = True

@@ -1,0 +1,16 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from jobs.health import healthz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("jobs.urls")),
+]
+
+if settings.OMLENGINE_ENABLED:
+    # The embedded engine answers at OML's own paths (/omlusers/..., /oml/api/py-scripts/...).
+    urlpatterns += [path("", include("omlengine.urls"))]

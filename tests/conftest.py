@@ -1,0 +1,68 @@
+"""Fixtures shared by the whole suite.
+
+End-to-end tests use `live`: the real web server (dashboard + embedded engine), a Celery worker with beat and
+the engine worker, all on the test database, with the default connection pointing at that server. Such tests
+run in `transactional_db` so that the processes see what the test writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command, get_commands
+
+from tests.stack import Stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files(tmp_path_factory):
+    """Collected static files, as production serves them (the manifest storage needs them)."""
+    if not Path(settings.STATIC_ROOT, "staticfiles.json").exists() or os.environ.get("CI"):
+        call_command("collectstatic", "--noinput", verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The running system, started once per test session."""
+    log_dir = Path(settings.VAR_DIR) / "test-logs"
+    running = Stack(log_dir=log_dir)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def seed_engine() -> None:
+    if "omlengine_seed" in get_commands():
+        call_command("omlengine_seed", verbosity=0)
+
+
+@pytest.fixture
+def live(transactional_db, stack):
+    """The running system with a clean database: the engine seeded, the default connection at the stack."""
+    from jobs.services import connection_save
+
+    seed_engine()
+    connection_save(
+        name="Embedded engine", base_url=stack.base_url, username="OMLUSER", password="omluser", is_default=True
+    )
+    return stack
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth import get_user_model
+
+    def make(username: str, password: str | None = None, **fields):
+        return get_user_model().objects.create_user(username=username, password=password or username, **fields)
+
+    return make
+
+
+@pytest.fixture
+def analyst(make_user):
+    return make_user("analyst")

@@ -1,0 +1,168 @@
+"""Real processes for end-to-end tests: the web server (which also serves the embedded engine), a Celery
+worker with beat, and the engine's worker, all on the test database and a broker of the test run's own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from django.conf import settings
+from django.core.management import get_commands
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.2, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the condition may not be ready to evaluate yet
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
+
+
+def test_database_url() -> str:
+    """The URL of the database pytest-django created, for the processes the tests start."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    user = db.get("USER") or "postgres"
+    password = db.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    return f"postgres://{auth}{host}:{port}/{db['NAME']}"
+
+
+class Stack:
+    """Starts and stops the system's processes. `env` overrides settings for all of them."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    # --- processes --------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process's life
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_web(self) -> None:
+        self._spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "omlpy_dashboard.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--timeout",
+                "120",
+                "--graceful-timeout",
+                "5",
+            ],
+        )
+        wait_for(self._web_answers, timeout=60, what=f"web server on {self.base_url}")
+
+    def _web_answers(self) -> bool:
+        try:
+            return requests.get(f"{self.base_url}/healthz", timeout=2).status_code in (200, 503)
+        except requests.ConnectionError:
+            if self.procs["web"].poll() is not None:
+                raise RuntimeError(f"web server exited; see {self.log_dir / 'web.log'}") from None
+            return False
+
+    def start_worker(self, name: str = "worker", beat: bool = True, concurrency: int = 2) -> subprocess.Popen:
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "omlpy_dashboard",
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={concurrency}",
+            f"--hostname={name}-{self.port}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        if beat:
+            argv += ["--beat", "--schedule", str(self.log_dir / f"{name}-beat-schedule")]
+        return self._spawn(name, argv)
+
+    def start_engine_worker(self) -> None:
+        if "omlengine_worker" in get_commands():
+            self._spawn("engine", [sys.executable, "manage.py", "omlengine_worker"])
+
+    def start(self) -> Stack:
+        self.start_web()
+        self.start_engine_worker()
+        self.start_worker()
+        return self
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM)
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- HTTP -------------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
