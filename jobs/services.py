@@ -12,7 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from .audit import audit_record
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
+from .specs import JobSpec, parse_job_request, spec_as_request
 from .states import ALLOWED_MOVES, TERMINAL_STATES, JobState
 
 logger = logging.getLogger(__name__)
@@ -102,6 +104,55 @@ def job_update_polling(*, job_id: int, **fields) -> int:
     if set(fields) - allowed:
         raise TypeError(f"job_update_polling cannot set {sorted(set(fields) - allowed)}")
     return Job.objects.filter(pk=job_id, state=JobState.PENDING).update(**fields)
+
+
+# --- Jobs -----------------------------------------------------------------------------------------
+
+
+def _team_of(user):
+    membership = user.memberships.select_related("team").order_by("team__name").first()
+    return membership.team if membership else None
+
+
+def job_create(*, owner, spec: JobSpec, parent: Job | None = None, request=None, action: str = "submit") -> Job:
+    """Record a job as `queued` and send it to a worker once the row is committed."""
+    from . import tasks
+
+    with transaction.atomic():
+        job = Job.objects.create(owner=owner, team=_team_of(owner), parent=parent, **spec.model_fields())
+        audit_record(
+            action=action,
+            actor=owner,
+            request=request,
+            target_type="job",
+            target_id=str(job.uuid),
+            details={"kind": job.kind, "script": job.script_name, "parent": str(parent.uuid) if parent else ""},
+        )
+        # A lost message is not a lost job: the janitor re-sends the submit of a job left queued.
+        transaction.on_commit(lambda: tasks.submit_job.delay(job.pk))
+    return job
+
+
+def job_rerun(*, job: Job, actor, request=None) -> Job:
+    """A new job with the same request as `job`, linked to it as its parent."""
+    spec = parse_job_request(spec_as_request(job))
+    return job_create(owner=actor, spec=spec, parent=job, request=request, action="rerun")
+
+
+def job_cancel(*, job: Job, actor, request=None) -> bool:
+    """Cancel a job that has not ended. A job OML never saw ends at once; otherwise a worker deletes the
+    OML job first and then records the cancellation. Returns False if the job had already ended."""
+    from . import tasks
+
+    if job.state in TERMINAL_STATES:
+        return False
+    audit_record(action="cancel", actor=actor, request=request, target_type="job", target_id=str(job.uuid))
+    if job_transition(
+        job_id=job.pk, to_state=JobState.CANCELLED, expected=[JobState.QUEUED], reason=f"cancelled by {actor}"
+    ):
+        return True
+    transaction.on_commit(lambda: tasks.cancel_job.delay(job.pk, str(actor)))
+    return True
 
 
 # --- Results ------------------------------------------------------------------------------------

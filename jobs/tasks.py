@@ -1,11 +1,38 @@
-"""Celery tasks. Each takes ids, re-reads the rows, and calls a service; the database row is the truth."""
+"""Celery tasks. Each takes ids, re-reads the rows, and calls into jobs.lifecycle; the database row is the truth."""
 
 from celery import shared_task
 from django.core.cache import cache
 from django.utils import timezone
+
+from . import lifecycle
 
 
 @shared_task(name="jobs.tasks.heartbeat")
 def heartbeat(token: str) -> None:
     """Leave a mark in the shared cache: proof that a worker consumed a message from the broker."""
     cache.set(f"worker-heartbeat:{token}", timezone.now().isoformat(), timeout=3600)
+
+
+@shared_task(name="jobs.tasks.submit_job")
+def submit_job(job_id: int) -> None:
+    lifecycle.submit(job_id)
+
+
+@shared_task(name="jobs.tasks.poll_sweep")
+def poll_sweep() -> int:
+    return lifecycle.sweep()
+
+
+@shared_task(name="jobs.tasks.fetch_result")
+def fetch_result(job_id: int) -> None:
+    lifecycle.fetch(job_id)
+
+
+@shared_task(name="jobs.tasks.cancel_job")
+def cancel_job(job_id: int, actor: str) -> None:
+    lifecycle.cancel(job_id, actor=actor)
+
+
+@shared_task(name="jobs.tasks.janitor")
+def janitor() -> dict:
+    return lifecycle.janitor()

@@ -1,0 +1,73 @@
+"""Who may see and do what. Every page, API handler, download, comparison and chart asks these functions.
+
+- Admins (staff or superusers) see every job.
+- Auditors see every job of the teams they audit, read-only.
+- Analysts see their own jobs, and their teammates' jobs when the team shares its history (read-only).
+- Only a job's owner may cancel or re-run it; auditors never submit, cancel or re-run anything.
+A job the user may not see answers 404, never 403, so that its existence does not leak.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_lib
+
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from accounts.models import Membership
+
+from .models import Job
+
+
+def is_admin(user) -> bool:
+    return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
+
+
+def is_auditor(user) -> bool:
+    return bool(user.is_authenticated and Membership.objects.filter(user=user, role=Membership.Role.AUDITOR).exists())
+
+
+def can_submit(user) -> bool:
+    """Auditors are read-only; everyone else signed in may submit."""
+    if not user.is_authenticated:
+        return False
+    if is_admin(user):
+        return True
+    return not is_auditor(user) or Membership.objects.filter(user=user, role=Membership.Role.ANALYST).exists()
+
+
+def visibility_filter(user) -> Q | None:
+    """A filter on Job for what `user` may see; None means everything."""
+    if is_admin(user):
+        return None
+    audited = Membership.objects.filter(user=user, role=Membership.Role.AUDITOR).values("team_id")
+    shared = Membership.objects.filter(user=user, role=Membership.Role.ANALYST, team__shares_history=True).values(
+        "team_id"
+    )
+    return Q(owner=user) | Q(team_id__in=audited) | Q(team_id__in=shared)
+
+
+def visible_jobs(user) -> QuerySet[Job]:
+    if not user.is_authenticated:
+        return Job.objects.none()
+    condition = visibility_filter(user)
+    return Job.objects.all() if condition is None else Job.objects.filter(condition)
+
+
+def job_for_user(user, job_uuid) -> Job:
+    """The job with this public id if `user` may see it; Http404 otherwise."""
+    try:
+        key = uuid_lib.UUID(str(job_uuid))
+    except ValueError:
+        raise Http404("No such job.") from None
+    job = visible_jobs(user).select_related("connection", "owner", "team", "parent").filter(uuid=key).first()
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def can_modify(user, job: Job) -> bool:
+    """Cancel and re-run: the owner (unless read-only), or an admin."""
+    if is_admin(user):
+        return True
+    return job.owner_id == user.pk and can_submit(user)

@@ -1,0 +1,123 @@
+"""Reads that pages and the API share. Lists paginate by keyset on (created_at, id) and never count the table."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .access import visible_jobs
+from .models import Job, JobTransition
+
+DEFAULT_WINDOW = timedelta(days=7)
+MAX_PAGE = 200
+
+
+@dataclass
+class HistoryFilters:
+    state: list[str] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
+    script: str = ""
+    owner: str = ""
+    connection: int | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    search: str = ""
+
+
+@dataclass
+class Page:
+    items: list[Job]
+    next_cursor: str | None
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Raises ValueError for anything that is not a cursor this module made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, pk = raw.split("|")
+        created = parse_datetime(stamp)
+        if created is None:
+            raise ValueError
+        return created, int(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("Invalid cursor.") from exc
+
+
+def _search_condition(term: str) -> Q:
+    import uuid
+
+    term = term.strip()
+    condition = Q(oml_job_id=term) | Q(script_name__istartswith=term)
+    try:
+        condition |= Q(uuid=uuid.UUID(term))
+    except ValueError:
+        pass
+    return condition
+
+
+def job_history_queryset(user, filters: HistoryFilters) -> QuerySet[Job]:
+    """The jobs `user` may see that match `filters`, newest first. Without a date range, the last 7 days."""
+    jobs = visible_jobs(user)
+    created_from = filters.created_from
+    if created_from is None and filters.created_to is None and not filters.search:
+        created_from = timezone.now() - DEFAULT_WINDOW
+    if created_from is not None:
+        jobs = jobs.filter(created_at__gte=created_from)
+    if filters.created_to is not None:
+        jobs = jobs.filter(created_at__lt=filters.created_to)
+    if filters.state:
+        jobs = jobs.filter(state__in=filters.state)
+    if filters.kind:
+        jobs = jobs.filter(kind__in=filters.kind)
+    if filters.script:
+        jobs = jobs.filter(script_name=filters.script)
+    if filters.owner:
+        jobs = jobs.filter(owner__username=filters.owner)
+    if filters.connection:
+        jobs = jobs.filter(connection_id=filters.connection)
+    if filters.search:
+        jobs = jobs.filter(_search_condition(filters.search))
+    return jobs.order_by("-created_at", "-id")
+
+
+def job_history(user, filters: HistoryFilters, *, cursor: str | None = None, limit: int = 50) -> Page:
+    """One page of history after `cursor`; the cursor of the next page, or None on the last one."""
+    limit = max(1, min(limit, MAX_PAGE))
+    jobs = job_history_queryset(user, filters).select_related("owner", "connection")
+    if cursor:
+        created, pk = decode_cursor(cursor)
+        jobs = jobs.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=pk))
+    items = list(jobs[: limit + 1])
+    next_cursor = encode_cursor(items[limit - 1]) if len(items) > limit else None
+    return Page(items=items[:limit], next_cursor=next_cursor)
+
+
+def job_timeline(job: Job) -> list[JobTransition]:
+    return list(JobTransition.objects.filter(job=job).order_by("at", "id"))
+
+
+def job_durations(job: Job) -> dict[str, float | None]:
+    """Seconds spent waiting in the queue, in OML, and fetching the result; None where not reached."""
+
+    def between(start, end):
+        return (end - start).total_seconds() if start and end else None
+
+    started = job.submitted_at or job.created_at
+    return {
+        "queue": between(job.created_at, job.submitted_at),
+        "oml": between(job.submitted_at, job.oml_finished_at or (job.finished_at if not job.async_flag else None)),
+        "fetch": between(job.oml_finished_at, job.result_fetched_at),
+        "total": between(job.created_at, job.finished_at),
+        "running": between(started, timezone.now()) if not job.is_terminal else None,
+    }
