@@ -66,3 +66,48 @@ def make_user(db):
 @pytest.fixture
 def analyst(make_user):
     return make_user("analyst")
+
+
+# --- Browser ------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (Playwright's own browser download is not used)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, timezone_id="UTC")
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def login(live):
+    """Sign a Playwright page in through the real login form: login(page, "analyst")."""
+
+    def sign_in(tab, username: str, password: str | None = None) -> None:
+        tab.goto(live.url("/accounts/login/"))
+        tab.fill("#id_username", username)
+        tab.fill("#id_password", password or username)
+        tab.click("button[type=submit]")
+        tab.wait_for_load_state("networkidle")
+        assert "/accounts/login/" not in tab.url, f"login as {username} failed"
+
+    return sign_in
