@@ -117,7 +117,10 @@ class Job(models.Model):
     last_polled_at = models.DateTimeField(null=True, blank=True)
     oml_elapsed_seconds = models.FloatField(null=True, blank=True, help_text="elapsedTime of the last 202.")
     expected_seconds = models.FloatField(
-        null=True, blank=True, help_text="How long this script usually takes, learned from its history."
+        null=True, blank=True, help_text="How long this script usually takes (median), learned from its history."
+    )
+    expected_spread = models.FloatField(
+        null=True, blank=True, help_text="Spread of that duration: standard deviation of its logarithm."
     )
 
     # Exactly what code ran, when the server's script list shows it.

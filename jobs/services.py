@@ -37,6 +37,7 @@ _TRANSITION_FIELDS = frozenset(
         "last_polled_at",
         "oml_elapsed_seconds",
         "expected_seconds",
+        "expected_spread",
         "script_source",
         "script_sha256",
     }
