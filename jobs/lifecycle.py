@@ -1,21 +1,572 @@
-"""The worker side of a job's life: submit, poll, fetch, cancel, and the janitor. (Being written.)"""
+"""The worker side of a job's life: submit, the poll sweep, fetch, cancel, and the janitor.
+
+Every state change goes through jobs.services.job_transition (compare-and-set plus a transition row), so
+that a duplicate message, two workers or a worker killed at any moment can neither lose a job nor move it
+twice. HTTP to OML happens outside database transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import close_old_connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import polling
+from .models import Connection, Job, JobTransition
+from .oml.client import OMLClient, client_for
+from .oml.errors import OMLError
+from .services import job_result_store, job_transition, job_update_polling
+from .states import JobState
+
+logger = logging.getLogger(__name__)
+
+S = JobState
+SCRIPT_LIST_TTL = 30
+STATUS_500_MARK = "OML answered 500 on the status URL; asking once more before calling the job failed."
+# Results up to this size are checked to be JSON before they are stored; larger ones are stored as received.
+JSON_CHECK_LIMIT = 16 * 1024 * 1024
+FETCH_ATTEMPTS = 3
+
+
+def _now():
+    return timezone.now()
+
+
+def _client(job: Job) -> OMLClient:
+    return client_for(job.connection)
+
+
+# --- Submit -----------------------------------------------------------------------------------
+
+
+def _script_snapshot(job: Job, client: OMLClient) -> dict:
+    """The script's source and its sha256, when the server's script list shows it (cached briefly)."""
+    key = f"oml-scripts:{job.connection_id}:{job.connection.updated_at.timestamp()}"
+    scripts = cache.get(key)
+    if scripts is None:
+        try:
+            scripts = client.scripts()
+        except OMLError as exc:
+            logger.info("job %s: no script snapshot (%s)", job.pk, exc)
+            return {}
+        cache.set(key, scripts, timeout=SCRIPT_LIST_TTL)
+    for item in scripts:
+        if item["name"] == job.script_name and (not job.script_owner or item["owner"] == job.script_owner):
+            source = item.get("script") or ""
+            if source:
+                return {"script_source": source, "script_sha256": hashlib.sha256(source.encode()).hexdigest()}
+    return {}
+
+
+def expectation_for(job: Job) -> polling.Expectation | None:
+    """What past successful runs of the same script on the same connection say about this one."""
+    if settings.JOBS_POLL_STRATEGY != "learned":
+        return None
+    runs = (
+        Job.objects.filter(
+            connection_id=job.connection_id,
+            script_name=job.script_name,
+            state=S.SUCCEEDED,
+            async_flag=True,
+            oml_accepted_at__isnull=False,
+            oml_finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("oml_accepted_at", "oml_finished_at", "oml_elapsed_seconds")[: polling.HISTORY_RUNS]
+    )
+    return polling.learn([(done - accepted).total_seconds() for accepted, done, _ in runs])
+
+
+def _refusals(job_id: int) -> int:
+    return JobTransition.objects.filter(job_id=job_id, to_state=S.QUEUED).count()
 
 
 def submit(job_id: int) -> None:
-    raise RuntimeError("not available yet")
+    """Send a queued job to OML.
+
+    1. Compare-and-set queued -> submitting (async) or running (sync); a duplicate message stops here.
+    2. POST outside any transaction.
+    3. 201: -> pending with the job URL and the first poll time. 200 (sync): store the result, -> succeeded.
+       Refused (429/503/no free resource): -> queued and sent again shortly, up to a limit.
+       Outcome unknown (timeout after sending): -> failed; OML has no idempotency key, so never resubmit.
+    """
+    job = Job.objects.select_related("connection").filter(pk=job_id, state=S.QUEUED).first()
+    if job is None:
+        return
+    client = _client(job)
+    snapshot = _script_snapshot(job, client)
+    expected = expectation_for(job)
+    now = _now()
+    target = S.SUBMITTING if job.async_flag else S.RUNNING
+    learned = {"expected_seconds": expected.median, "expected_spread": expected.spread} if expected else {}
+    if not job_transition(
+        job_id=job.pk,
+        to_state=target,
+        expected=[S.QUEUED],
+        reason="sending to OML",
+        at=now,
+        submitted_at=now,
+        **snapshot,
+        **learned,
+    ):
+        return
+    try:
+        answer = client.submit(job.kind_path, job.script_name, job.script_owner, job.oml_body())
+    except OMLError as exc:
+        _submit_failed(job, target, exc)
+        return
+    if answer.job_url:
+        accepted = _now()
+        timeout = job.timeout or settings.JOBS_DEFAULT_TIMEOUT
+        job_transition(
+            job_id=job.pk,
+            to_state=S.PENDING,
+            expected=[S.SUBMITTING],
+            reason="OML accepted the job",
+            http_status=answer.http_status,
+            latency_ms=answer.latency_ms,
+            detail={"location": answer.job_url},
+            at=accepted,
+            oml_job_id=answer.job_id,
+            oml_job_url=answer.job_url,
+            oml_accepted_at=accepted,
+            next_poll_at=accepted + timedelta(seconds=_first_delay(expected)),
+            deadline_at=accepted + timedelta(seconds=timeout + settings.JOBS_DEADLINE_GRACE),
+        )
+        return
+    if job.async_flag:
+        # A 200 to an asynchronous call: the server ran it synchronously. Keep the answer all the same.
+        logger.warning("job %s: OML answered an async call with 200", job.pk)
+    try:
+        _store_and_finish(job, target, iter([answer.body]), answer.content_type, answer.http_status, answer.latency_ms)
+    except OMLError as exc:
+        # The call ran; sending it again could run it twice. Keep what is known and fail.
+        job_transition(
+            job_id=job.pk,
+            to_state=S.FAILED,
+            expected=[target],
+            reason=exc.message,
+            http_status=answer.http_status,
+            latency_ms=answer.latency_ms,
+            last_error=exc.message,
+        )
 
 
-def sweep() -> int:
-    return 0
+def _first_delay(expected: polling.Expectation | None) -> float:
+    if settings.JOBS_POLL_STRATEGY == "fixed":
+        return settings.JOBS_POLL_FIXED_INTERVAL
+    return polling.first_delay(expected)
+
+
+def _submit_failed(job: Job, state: str, exc: OMLError) -> None:
+    detail = {"error": exc.message}
+    if not exc.permanent and not exc.outcome_unknown and _refusals(job.pk) < settings.JOBS_SUBMIT_MAX_REFUSALS:
+        if job_transition(
+            job_id=job.pk,
+            to_state=S.QUEUED,
+            expected=[state],
+            reason=f"OML refused the call, will try again: {exc.message}",
+            http_status=exc.http_status,
+            latency_ms=exc.latency_ms,
+            detail=detail,
+        ):
+            from .tasks import submit_job
+
+            submit_job.apply_async((job.pk,), countdown=min(2 ** _refusals(job.pk), 10))
+        return
+    reason = (
+        f"submission outcome unknown: {exc.message}" if exc.outcome_unknown else f"OML refused the call: {exc.message}"
+    )
+    job_transition(
+        job_id=job.pk,
+        to_state=S.FAILED,
+        expected=[state],
+        reason=reason,
+        http_status=exc.http_status,
+        latency_ms=exc.latency_ms,
+        detail=detail,
+        last_error=exc.message,
+    )
+
+
+# --- Results ----------------------------------------------------------------------------------
+
+
+def _describe(path_or_bytes) -> tuple[str, int | None]:
+    """Shape and row count of a stored body (jobs.results knows the shapes)."""
+    try:
+        from .results import describe_result
+    except ImportError:
+        return "", None
+    try:
+        return describe_result(path_or_bytes)
+    except Exception:  # a body we cannot describe is still stored exactly as received
+        logger.exception("could not describe a result")
+        return "", None
+
+
+def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http_status: int, latency_ms: int) -> bool:
+    """Spool the body to a temporary file (bounded memory, no transaction held during the download),
+    check it, then store it and finish the job in one transaction."""
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        size = 0
+        for piece in chunks:
+            spool.write(piece)
+            size += len(piece)
+        spool.seek(0)
+        head = spool.read(JSON_CHECK_LIMIT + 1)
+        if len(head) <= JSON_CHECK_LIMIT:
+            try:
+                data = json.loads(head) if head else None
+            except ValueError:
+                raise OMLError("OML sent a result that is not JSON.", permanent=False, http_status=200) from None
+            if isinstance(data, dict) and "errorMessage" in data and "result" not in data:
+                message = str(data.get("errorMessage"))
+                return job_transition(
+                    job_id=job.pk,
+                    to_state=S.FAILED,
+                    expected=[from_state],
+                    reason=f"OML reported an error: {message}"[:500],
+                    http_status=http_status,
+                    latency_ms=latency_ms,
+                    last_error=message,
+                )
+            shape, rows = _describe(head)
+        else:
+            shape, rows = "", None
+        spool.seek(0)
+        now = _now()
+        with transaction.atomic():
+            locked = Job.objects.select_for_update().filter(pk=job.pk, state=from_state).exists()
+            if not locked:
+                return False
+            job_result_store(
+                job_id=job.pk,
+                chunks=iter(lambda: spool.read(settings.JOBS_RESULT_CHUNK_BYTES), b""),
+                content_type=content_type,
+                row_count=rows,
+                shape=shape,
+            )
+            extra = {"oml_finished_at": now} if from_state != S.FETCHING else {}
+            return job_transition(
+                job_id=job.pk,
+                to_state=S.SUCCEEDED,
+                expected=[from_state],
+                reason="result stored",
+                http_status=http_status,
+                latency_ms=latency_ms,
+                detail={"bytes": size, "rows": rows, "shape": shape},
+                at=now,
+                result_fetched_at=now,
+                **extra,
+            )
 
 
 def fetch(job_id: int) -> None:
-    raise RuntimeError("not available yet")
+    """GET the result of a job OML has finished and store it; an error answer fails the job verbatim.
+    A transient failure leaves the job in `fetching` for the janitor to fetch again."""
+    job = Job.objects.select_related("connection").filter(pk=job_id, state=S.FETCHING).first()
+    if job is None:
+        return
+    url = job.oml_result_url or f"{job.oml_job_url}/result"
+    for attempt in range(FETCH_ATTEMPTS):
+        try:
+            stream = _client(job).result(url)
+            _store_and_finish(
+                job, S.FETCHING, stream.chunks, stream.content_type, stream.http_status, stream.latency_ms
+            )
+            return
+        except OMLError as exc:
+            if exc.permanent:
+                job_transition(
+                    job_id=job.pk,
+                    to_state=S.FAILED,
+                    expected=[S.FETCHING],
+                    reason=f"OML reported an error: {exc.message}"[:500],
+                    http_status=exc.http_status,
+                    latency_ms=exc.latency_ms,
+                    last_error=exc.message,
+                )
+                return
+            logger.info("job %s: result not fetched yet (%s)", job.pk, exc)
+            time.sleep(0.2 * 2**attempt)
+
+
+# --- The poll sweep ---------------------------------------------------------------------------
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=settings.JOBS_SWEEP_THREADS, thread_name_prefix="poll")
+        return _executor
+
+
+def claim_due_jobs(now=None) -> list[int]:
+    """Claim the jobs whose next poll is due, within each connection's poll budget.
+
+    1. In one transaction, lock due pending jobs, oldest due first, skipping rows another sweep holds.
+    2. Keep at most `poll_budget x sweep interval` per connection; the rest stay due for the next sweep.
+    3. Push the kept jobs' next_poll_at forward by the lease and commit: another sweep will not take them,
+       and if this worker dies they become due again when the lease ends.
+    """
+    now = now or _now()
+    budgets = dict(Connection.objects.values_list("pk", "poll_budget"))
+    with transaction.atomic():
+        due = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(state=S.PENDING, next_poll_at__lte=now)
+            .order_by("next_poll_at")
+            .values_list("pk", "connection_id")[: settings.JOBS_SWEEP_BATCH]
+        )
+        taken: dict[int, int] = {}
+        claimed = []
+        for pk, connection_id in due:
+            allowance = max(1, int(budgets.get(connection_id, 1) * max(settings.JOBS_SWEEP_INTERVAL, 1.0)))
+            if taken.get(connection_id, 0) < allowance:
+                taken[connection_id] = taken.get(connection_id, 0) + 1
+                claimed.append(pk)
+        if claimed:
+            Job.objects.filter(pk__in=claimed, state=S.PENDING).update(
+                next_poll_at=now + timedelta(seconds=settings.JOBS_POLL_LEASE)
+            )
+    return claimed
+
+
+def sweep() -> int:
+    """Claim due jobs, then poll them concurrently over pooled sessions; returns how many were polled."""
+    claimed = claim_due_jobs()
+    if not claimed:
+        return 0
+    list(_pool().map(_poll_in_thread, claimed))
+    return len(claimed)
+
+
+def _poll_in_thread(job_id: int) -> None:
+    close_old_connections()
+    try:
+        poll(job_id)
+    except Exception:  # one job's surprise must not stop the sweep; its lease makes it due again
+        logger.exception("job %s: poll failed", job_id)
+    finally:
+        close_old_connections()
+
+
+def _schedule(job: Job, now) -> timedelta:
+    age = (now - (job.oml_accepted_at or job.created_at)).total_seconds()
+    if settings.JOBS_POLL_STRATEGY == "fixed":
+        return timedelta(seconds=settings.JOBS_POLL_FIXED_INTERVAL)
+    expected = (
+        polling.Expectation(job.expected_seconds, job.expected_spread or polling.MIN_SPREAD)
+        if job.expected_seconds
+        else None
+    )
+    until_deadline = (job.deadline_at - now).total_seconds() if job.deadline_at else None
+    return timedelta(seconds=polling.next_delay(age=age, expected=expected, until_deadline=until_deadline))
+
+
+def poll(job_id: int) -> None:
+    """One status request for a claimed job, and what follows from the answer."""
+    job = Job.objects.select_related("connection").filter(pk=job_id, state=S.PENDING).first()
+    if job is None:
+        return
+    try:
+        status = _client(job).status(job.oml_job_url)
+    except OMLError as exc:
+        now = _now()
+        if exc.permanent:
+            job_transition(
+                job_id=job.pk,
+                to_state=S.FAILED,
+                expected=[S.PENDING],
+                reason=f"OML answered the status request with an error: {exc.message}"[:500],
+                http_status=exc.http_status,
+                last_error=exc.message,
+                poll_count=F("poll_count") + 1,
+            )
+        else:
+            job_update_polling(
+                job_id=job.pk,
+                next_poll_at=now + _schedule(job, now),
+                last_polled_at=now,
+                poll_count=F("poll_count") + 1,
+            )
+        return
+    now = _now()
+    counted = F("poll_count") + status.requests_sent
+    if status.state == "pending":
+        job_update_polling(
+            job_id=job.pk,
+            next_poll_at=now + _schedule(job, now),
+            last_polled_at=now,
+            poll_count=counted,
+            oml_elapsed_seconds=status.elapsed_seconds,
+            last_error="",
+        )
+        return
+    if status.state == "finished":
+        if job_transition(
+            job_id=job.pk,
+            to_state=S.FETCHING,
+            expected=[S.PENDING],
+            reason="OML finished the job",
+            http_status=status.http_status,
+            latency_ms=status.latency_ms,
+            detail={"result_url": status.result_url},
+            at=now,
+            oml_finished_at=now,
+            oml_result_url=status.result_url,
+            poll_count=counted,
+            last_polled_at=now,
+        ):
+            fetch(job.pk)
+        return
+    # Failed. A 500 could be a passing fault of the server: believe it when it says so twice in a row.
+    if status.http_status == 500 and job.last_error != STATUS_500_MARK:
+        job_update_polling(
+            job_id=job.pk,
+            next_poll_at=now + timedelta(seconds=settings.JOBS_POLL_INITIAL),
+            last_polled_at=now,
+            poll_count=counted,
+            last_error=STATUS_500_MARK,
+        )
+        return
+    job_transition(
+        job_id=job.pk,
+        to_state=S.FAILED,
+        expected=[S.PENDING],
+        reason=f"OML reported the job failed: {status.message}"[:500],
+        http_status=status.http_status,
+        latency_ms=status.latency_ms,
+        at=now,
+        last_error=status.message,
+        poll_count=counted,
+        last_polled_at=now,
+    )
+
+
+# --- Cancel -----------------------------------------------------------------------------------
 
 
 def cancel(job_id: int, *, actor: str) -> None:
-    raise RuntimeError("not available yet")
+    """Delete the OML job (stopping it), then record the cancellation. A job still being submitted is
+    retried shortly, once its OML job URL is known."""
+    job = Job.objects.select_related("connection").filter(pk=job_id).first()
+    if job is None or job.is_terminal:
+        return
+    if job.state == S.SUBMITTING:
+        from .tasks import cancel_job
+
+        cancel_job.apply_async((job.pk, actor), countdown=1)
+        return
+    http_status = None
+    detail = {}
+    if job.oml_job_url:
+        try:
+            http_status = _client(job).delete(job.oml_job_url)
+        except OMLError as exc:
+            detail["delete_error"] = exc.message
+            http_status = exc.http_status
+    job_transition(
+        job_id=job.pk,
+        to_state=S.CANCELLED,
+        expected=[S.QUEUED, S.PENDING, S.FETCHING, S.RUNNING],
+        reason=f"cancelled by {actor}",
+        http_status=http_status,
+        detail=detail,
+    )
+
+
+# --- Janitor ----------------------------------------------------------------------------------
 
 
 def janitor() -> dict:
-    return {}
+    """Resolve what nothing else will.
+
+    1. Active jobs past their deadline -> timed_out (the OML job is deleted, best effort).
+    2. `submitting` for longer than the submit deadline -> failed, "submission outcome unknown".
+    3. `running` (sync) for longer than a call can take -> failed, the worker died during the call.
+    4. `fetching` for a while -> fetched again; for longer than the fetch deadline -> failed.
+    5. `queued` for a while (its message was lost) -> its submit message is sent again.
+    """
+    from .tasks import fetch_result, submit_job
+
+    now = _now()
+    counts = {"timed_out": 0, "submit_unknown": 0, "running_lost": 0, "refetched": 0, "resent": 0}
+    for job in Job.objects.filter(state__in=[s for s in S.values if s not in _TERMINAL], deadline_at__lt=now):
+        if job.oml_job_url:
+            # The job is timed out either way; OML drops it after its own timeout.
+            with contextlib.suppress(OMLError):
+                _client(job).delete(job.oml_job_url)
+        counts["timed_out"] += job_transition(
+            job_id=job.pk,
+            to_state=S.TIMED_OUT,
+            expected=[job.state],
+            reason="deadline passed without a result",
+            detail={"deadline_at": job.deadline_at.isoformat()},
+        )
+    submit_cutoff = now - timedelta(seconds=settings.JOBS_SUBMIT_DEADLINE)
+    for pk in Job.objects.filter(state=S.SUBMITTING, submitted_at__lt=submit_cutoff).values_list("pk", flat=True):
+        counts["submit_unknown"] += job_transition(
+            job_id=pk,
+            to_state=S.FAILED,
+            expected=[S.SUBMITTING],
+            reason="submission outcome unknown: the worker stopped while sending the job to OML",
+            last_error="submission outcome unknown",
+        )
+    running_cutoff = now - timedelta(
+        seconds=settings.OML_READ_TIMEOUT + settings.OML_CONNECT_TIMEOUT + settings.JOBS_SUBMIT_DEADLINE
+    )
+    for pk in Job.objects.filter(state=S.RUNNING, submitted_at__lt=running_cutoff).values_list("pk", flat=True):
+        counts["running_lost"] += job_transition(
+            job_id=pk,
+            to_state=S.FAILED,
+            expected=[S.RUNNING],
+            reason="outcome unknown: the worker stopped during the synchronous call",
+            last_error="outcome unknown",
+        )
+    fetch_dead = now - timedelta(seconds=settings.JOBS_FETCH_DEADLINE)
+    fetch_retry = now - timedelta(seconds=settings.JOBS_FETCH_RETRY_AFTER)
+    for pk, finished in Job.objects.filter(state=S.FETCHING, oml_finished_at__lt=fetch_retry).values_list(
+        "pk", "oml_finished_at"
+    ):
+        if finished < fetch_dead:
+            job_transition(
+                job_id=pk,
+                to_state=S.FAILED,
+                expected=[S.FETCHING],
+                reason="the result could not be fetched before the fetch deadline",
+                last_error="result not fetched",
+            )
+        elif cache.add(f"refetch:{pk}", 1, timeout=settings.JOBS_FETCH_RETRY_AFTER):
+            fetch_result.delay(pk)
+            counts["refetched"] += 1
+    queued_cutoff = now - timedelta(seconds=settings.JOBS_QUEUED_RESEND_AFTER)
+    stale = Job.objects.filter(state=S.QUEUED, created_at__lt=queued_cutoff).order_by("created_at")
+    for pk in stale.values_list("pk", flat=True)[:1000]:
+        # A duplicate of a message that was not lost after all is harmless: submit is compare-and-set.
+        if cache.add(f"resend:{pk}", 1, timeout=settings.JOBS_QUEUED_RESEND_AFTER):
+            submit_job.delay(pk)
+            counts["resent"] += 1
+    if any(counts.values()):
+        logger.info("janitor: %s", counts)
+    return counts
+
+
+_TERMINAL = {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -59,10 +60,8 @@ def _search_condition(term: str) -> Q:
 
     term = term.strip()
     condition = Q(oml_job_id=term) | Q(script_name__istartswith=term)
-    try:
+    with contextlib.suppress(ValueError):
         condition |= Q(uuid=uuid.UUID(term))
-    except ValueError:
-        pass
     return condition
 
 
@@ -121,3 +120,47 @@ def job_durations(job: Job) -> dict[str, float | None]:
         "total": between(job.created_at, job.finished_at),
         "running": between(started, timezone.now()) if not job.is_terminal else None,
     }
+
+
+HISTORY_SORTS = ("newest", "oldest", "longest")
+
+
+def job_history_sorted(
+    user, filters: HistoryFilters, *, sort: str = "newest", cursor: str | None = None, limit: int = 50
+) -> Page:
+    """The history page in one of HISTORY_SORTS.
+
+    - newest: job_history (keyset on (created_at, id) descending).
+    - oldest: the same keyset ascending; the cursor is the last row shown.
+    - longest: finished jobs of the filtered window by total duration (finished_at - created_at), the longest
+      `limit` only, on one page with no cursor. Durations are not indexed, so the database sorts only the
+      rows inside the window (the last 7 days unless the filters say otherwise), never the whole table.
+    """
+    if sort == "oldest":
+        limit = max(1, min(limit, MAX_PAGE))
+        jobs = job_history_queryset(user, filters).select_related("owner", "connection").order_by("created_at", "id")
+        if cursor:
+            created, pk = decode_cursor(cursor)
+            jobs = jobs.filter(Q(created_at__gt=created) | Q(created_at=created, id__gt=pk))
+        items = list(jobs[: limit + 1])
+        next_cursor = encode_cursor(items[limit - 1]) if len(items) > limit else None
+        return Page(items=items[:limit], next_cursor=next_cursor)
+    if sort == "longest":
+        from django.db.models import DurationField, ExpressionWrapper, F
+
+        limit = max(1, min(limit, MAX_PAGE))
+        duration = ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField())
+        jobs = (
+            job_history_queryset(user, filters)
+            .filter(finished_at__isnull=False)
+            .select_related("owner", "connection")
+            .annotate(total_duration=duration)
+            .order_by("-total_duration", "-id")
+        )
+        return Page(items=list(jobs[:limit]), next_cursor=None)
+    return job_history(user, filters, cursor=cursor, limit=limit)
+
+
+def jobs_by_uuids(user, uuids) -> list[Job]:
+    """The jobs among `uuids` that `user` may see, in one query (the history page's live rows)."""
+    return list(visible_jobs(user).filter(uuid__in=list(uuids)).select_related("owner", "connection"))

@@ -101,7 +101,7 @@ def job_transition(
 
 def job_update_polling(*, job_id: int, **fields) -> int:
     """Record a status poll that changed nothing (count, times); only while the job is still pending."""
-    allowed = {"next_poll_at", "last_polled_at", "oml_elapsed_seconds", "poll_count", "deadline_at"}
+    allowed = {"next_poll_at", "last_polled_at", "oml_elapsed_seconds", "poll_count", "deadline_at", "last_error"}
     if set(fields) - allowed:
         raise TypeError(f"job_update_polling cannot set {sorted(set(fields) - allowed)}")
     return Job.objects.filter(pk=job_id, state=JobState.PENDING).update(**fields)

@@ -28,12 +28,12 @@ ACTIVE_STATES = frozenset(set(S) - TERMINAL_STATES)
 # Any non-terminal state may end as failed, timed_out or cancelled.
 ALLOWED_MOVES: dict[str, frozenset[str]] = {
     S.QUEUED: frozenset({S.SUBMITTING, S.RUNNING, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
-    # submitting -> queued: OML refused the call before accepting it (429, 503, no free resource), so it is
+    # submitting (or running) -> queued: OML refused the call before accepting it (429, 503, no free resource), so it is
     # safe to send again; never after a timeout, when OML may have accepted it.
     S.SUBMITTING: frozenset({S.QUEUED, S.PENDING, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     S.PENDING: frozenset({S.FETCHING, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     S.FETCHING: frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
+    S.RUNNING: frozenset({S.QUEUED, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),
     S.TIMED_OUT: frozenset(),

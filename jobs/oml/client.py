@@ -1,0 +1,412 @@
+"""A client for OML4Py's REST API for Embedded Python Execution (OML_API.md), on requests.
+
+The only code on the dashboard's side that knows OML's HTTP protocol. It holds no models: it is given a
+connection's coordinates and a token store shared by every worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote, urljoin
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import OMLError
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PATH = "/omlusers/api/oauth2/v1/token"  # noqa: S105 - a URL path, not a secret
+SCRIPTS_ROOT = "/oml/api/py-scripts"
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+# Oracle answers this when no compute is free instead of queueing the call.
+RESOURCE_BUSY = re.compile(r"unable to reserve .*resource", re.IGNORECASE)
+ELAPSED_RE = re.compile(r"^\s*(?:(\d+)\s+days?,?\s*)?(\d+):(\d{2}):(\d{2}(?:\.\d+)?)\s*$")
+
+
+class TokenStore(Protocol):
+    """Where tokens live so that every worker shares them (the Django cache)."""
+
+    def get(self, key: str) -> Any: ...
+
+    def set(self, key: str, value: Any, timeout: float | None = None) -> Any: ...
+
+    def delete(self, key: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    key: str
+    base_url: str
+    api_version: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What OML answered a POST: an async job's URL, or a sync call's result body."""
+
+    http_status: int
+    latency_ms: int
+    job_url: str = ""
+    job_id: str = ""
+    body: bytes = b""
+    content_type: str = ""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: str  # "pending", "finished" or "failed"
+    http_status: int
+    latency_ms: int
+    requests_sent: int
+    result_url: str = ""
+    elapsed_seconds: float | None = None
+    message: str = ""
+
+
+@dataclass
+class ResultStream:
+    http_status: int
+    latency_ms: int
+    content_type: str
+    chunks: Iterator[bytes]
+
+
+def parse_elapsed(text: Any) -> float | None:
+    """OML's elapsedTime ("HH:MM:SS", possibly with days or fractions) in seconds."""
+    if not isinstance(text, str):
+        return None
+    match = ELAPSED_RE.match(text)
+    if not match:
+        return None
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def error_message(body: bytes | str, fallback: str) -> str:
+    """The server's own words: errorMessage from a JSON body, or the text itself."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return (text.strip() or fallback)[:4000]
+    if isinstance(data, dict):
+        for key in ("errorMessage", "message", "error_description", "error"):
+            if isinstance(data.get(key), str) and data[key]:
+                return data[key][:4000]
+    return (text.strip() or fallback)[:4000]
+
+
+def _has_error_message(body: bytes) -> bool:
+    if not body or b"errorMessage" not in body[:65536]:
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "errorMessage" in data and "result" not in data
+
+
+def _session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    # GET and DELETE are idempotent: retry them on connection errors and overload answers. POST never.
+    retry = Retry(
+        total=settings.OML_GET_RETRIES,
+        connect=settings.OML_GET_RETRIES,
+        read=settings.OML_GET_RETRIES,
+        status=settings.OML_GET_RETRIES,
+        backoff_factor=0.3,
+        backoff_max=5,
+        status_forcelist=sorted(TRANSIENT_STATUSES),
+        allowed_methods=frozenset({"GET", "DELETE"}),
+        raise_on_status=False,
+        respect_retry_after_header=True,
+    )
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+class OMLClient:
+    """One OML service, as one user. Thread-safe: the sweep polls many jobs concurrently through it."""
+
+    def __init__(self, info: ConnectionInfo, store: TokenStore, *, pool_size: int = 16):
+        self.info = info
+        self.store = store
+        self.session = _session(pool_size)
+        self._token_lock = threading.Lock()
+        self.timeout = (settings.OML_CONNECT_TIMEOUT, settings.OML_READ_TIMEOUT)
+
+    # --- URLs -------------------------------------------------------------------------------
+    @property
+    def root(self) -> str:
+        return f"{self.info.base_url.rstrip('/')}{SCRIPTS_ROOT}/{self.info.api_version}"
+
+    def run_url(self, kind_path: str, script: str, owner: str = "") -> str:
+        url = f"{self.root}/{kind_path}/{quote(script, safe='')}"
+        return f"{url}/{quote(owner, safe='')}" if owner else url
+
+    def absolute(self, url: str) -> str:
+        return urljoin(f"{self.info.base_url.rstrip('/')}/", url)
+
+    # --- Tokens -----------------------------------------------------------------------------
+    @property
+    def _token_key(self) -> str:
+        return f"oml-token:{self.info.key}"
+
+    def token(self, *, force: bool = False) -> str:
+        """A valid access token, from the shared store when one is there and not about to expire."""
+        if not force:
+            cached = self.store.get(self._token_key)
+            if cached and cached["expires_at"] - settings.OML_TOKEN_REFRESH_MARGIN > time.time():
+                return cached["access"]
+        with self._token_lock:
+            cached = self.store.get(self._token_key)
+            if not force and cached and cached["expires_at"] - settings.OML_TOKEN_REFRESH_MARGIN > time.time():
+                return cached["access"]
+            fresh = None
+            if cached and cached["expires_at"] > time.time() and not force:
+                fresh = self._grant({"grant_type": "refresh_token", "refresh_token": cached["access"]}, quiet=True)
+            if fresh is None:
+                fresh = self._grant(
+                    {"grant_type": "password", "username": self.info.username, "password": self.info.password}
+                )
+            assert fresh is not None
+            lifetime = max(float(fresh.get("expiresIn") or 3600), 1.0)
+            entry = {"access": fresh["accessToken"], "expires_at": time.time() + lifetime}
+            self.store.set(self._token_key, entry, timeout=lifetime)
+            return entry["access"]
+
+    def _grant(self, body: dict, quiet: bool = False) -> dict | None:
+        url = f"{self.info.base_url.rstrip('/')}{TOKEN_PATH}"
+        try:
+            response = self.session.post(url, json=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise OMLError(f"Cannot reach the token endpoint: {exc.__class__.__name__}", permanent=False) from None
+        if response.status_code == 200:
+            try:
+                data = response.json()
+                if isinstance(data.get("accessToken"), str):
+                    return data
+            except ValueError:
+                pass
+            if quiet:
+                return None
+            raise OMLError("The token endpoint sent no accessToken.", permanent=False, http_status=200)
+        if quiet:
+            return None
+        permanent = response.status_code in (400, 401, 403)
+        message = error_message(response.content, "authentication failed")
+        raise OMLError(f"Authentication failed: {message}", permanent=permanent, http_status=response.status_code)
+
+    # --- Requests ---------------------------------------------------------------------------
+    def _request(self, method: str, url: str, **kwargs) -> tuple[requests.Response, int]:
+        """One authenticated request; a 401 re-authenticates once and repeats it."""
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {self.token(force=attempt == 2)}"}
+            if method == "POST":
+                headers["Content-Type"] = "application/json"
+            started = time.monotonic()
+            response = self.session.request(
+                method, url, headers=headers, timeout=self.timeout, allow_redirects=False, **kwargs
+            )
+            latency_ms = int((time.monotonic() - started) * 1000)
+            if response.status_code != 401 or attempt == 2:
+                return response, latency_ms
+            self.store.delete(self._token_key)
+            response.close()
+        raise AssertionError("unreachable")
+
+    def submit(self, kind_path: str, script: str, owner: str, body: dict) -> Submitted:
+        """POST a call. Never retried here: OML has no idempotency key."""
+        url = self.run_url(kind_path, script, owner)
+        try:
+            response, latency_ms = self._request("POST", url, data=json.dumps(body))
+        except requests.ConnectionError as exc:
+            # Refused before anything was sent is safe to try again; anything else may have reached OML.
+            refused = "refused" in str(exc).lower() or "NewConnectionError" in repr(exc)
+            raise OMLError(
+                f"Cannot reach OML: {exc.__class__.__name__}", permanent=False, outcome_unknown=not refused
+            ) from None
+        except requests.Timeout:
+            raise OMLError(
+                "OML did not answer the submission in time.", permanent=False, outcome_unknown=True
+            ) from None
+        except requests.RequestException as exc:
+            raise OMLError(f"Request failed: {exc.__class__.__name__}", permanent=False, outcome_unknown=True) from None
+        status = response.status_code
+        content = response.content
+        if status == 201:
+            location = response.headers.get("Location", "")
+            if not location:
+                raise OMLError(
+                    "OML accepted the job (201) but sent no Location header; its job id is unknown.",
+                    permanent=True,
+                    http_status=201,
+                    latency_ms=latency_ms,
+                )
+            job_url = self.absolute(location)
+            return Submitted(
+                http_status=201, latency_ms=latency_ms, job_url=job_url, job_id=job_url.rstrip("/").rsplit("/", 1)[-1]
+            )
+        if status == 200 and not _has_error_message(content):
+            return Submitted(
+                http_status=200,
+                latency_ms=latency_ms,
+                body=content,
+                content_type=response.headers.get("Content-Type", "application/json"),
+            )
+        raise self._error(status, content, latency_ms)
+
+    def _error(self, status: int, content: bytes, latency_ms: int | None = None) -> OMLError:
+        message = error_message(content, f"OML answered HTTP {status}")
+        transient = status in TRANSIENT_STATUSES or bool(RESOURCE_BUSY.search(message))
+        return OMLError(message, permanent=not transient, http_status=status, latency_ms=latency_ms)
+
+    def status(self, job_url: str) -> JobStatus:
+        """One status request. 202 pending; 302 finished (result at Content-Location); 500 or an
+        errorMessage body: failed. Transient failures raise OMLError(permanent=False)."""
+        try:
+            response, latency_ms = self._request("GET", job_url)
+        except requests.RequestException as exc:
+            raise OMLError(f"Cannot reach OML: {exc.__class__.__name__}", permanent=False) from None
+        retries = getattr(getattr(response.raw, "retries", None), "history", ()) or ()
+        sent = 1 + len(retries)
+        status = response.status_code
+        content = response.content
+        if status == 202:
+            elapsed = None
+            try:
+                data = json.loads(content) if content else {}
+                if isinstance(data, dict):
+                    elapsed = parse_elapsed(data.get("elapsedTime"))
+            except ValueError:
+                pass  # a 202 means pending whatever its body says
+            return JobStatus("pending", 202, latency_ms, sent, elapsed_seconds=elapsed)
+        if status in (301, 302, 303, 307, 308) or (status == 200 and not _has_error_message(content)):
+            target = response.headers.get("Content-Location") or response.headers.get("Location") or ""
+            result_url = self.absolute(target) if target else f"{job_url.rstrip('/')}/result"
+            return JobStatus("finished", status, latency_ms, sent, result_url=result_url)
+        if status == 500 or _has_error_message(content):
+            return JobStatus(
+                "failed", status, latency_ms, sent, message=error_message(content, "OML reported the job as failed")
+            )
+        raise self._error(status, content, latency_ms)
+
+    def result(self, result_url: str) -> ResultStream:
+        """Open the result for streaming. 404 (not ready) and overload are transient; 400/500 permanent."""
+        try:
+            started = time.monotonic()
+            response = self.session.get(
+                result_url,
+                headers={"Authorization": f"Bearer {self.token()}"},
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+            if response.status_code == 401:
+                response.close()
+                self.store.delete(self._token_key)
+                response = self.session.get(
+                    result_url,
+                    headers={"Authorization": f"Bearer {self.token(force=True)}"},
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            latency_ms = int((time.monotonic() - started) * 1000)
+        except requests.RequestException as exc:
+            raise OMLError(f"Cannot reach OML: {exc.__class__.__name__}", permanent=False) from None
+        if response.status_code == 200:
+            return ResultStream(
+                200,
+                latency_ms,
+                response.headers.get("Content-Type", "application/json"),
+                response.iter_content(chunk_size=256 * 1024),
+            )
+        content = response.content
+        if response.status_code == 404:
+            raise OMLError("The result is not ready yet.", permanent=False, http_status=404, latency_ms=latency_ms)
+        raise self._error(response.status_code, content, latency_ms)
+
+    def delete(self, job_url: str) -> int:
+        """Delete a job (stopping it if running); returns the HTTP status. 404/500 mean it is already gone."""
+        try:
+            response, _ = self._request("DELETE", job_url)
+        except requests.RequestException as exc:
+            raise OMLError(f"Cannot reach OML: {exc.__class__.__name__}", permanent=False) from None
+        if response.status_code in (200, 202, 204, 404, 500):
+            return response.status_code
+        raise self._error(response.status_code, response.content)
+
+    def scripts(self) -> list[dict]:
+        """The scripts the user may run: name, owner, description, date, script (source)."""
+        try:
+            response, _ = self._request("GET", f"{self.root}/scripts")
+        except requests.RequestException as exc:
+            raise OMLError(f"Cannot reach OML: {exc.__class__.__name__}", permanent=False) from None
+        if response.status_code != 200:
+            raise self._error(response.status_code, response.content)
+        try:
+            data = response.json()
+        except ValueError:
+            raise OMLError("OML sent a script list that is not JSON.", permanent=False, http_status=200) from None
+        items = data.get("result") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise OMLError("OML sent a script list of an unknown shape.", permanent=False, http_status=200)
+        scripts = []
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            lowered = {str(key).lower(): value for key, value in item.items()}
+            if not lowered.get("name"):
+                continue
+            scripts.append(
+                {
+                    "name": str(lowered.get("name")),
+                    "owner": str(lowered.get("owner") or ""),
+                    "description": str(lowered.get("description") or ""),
+                    "date": str(lowered.get("date") or ""),
+                    "script": str(lowered.get("script") or ""),
+                }
+            )
+        return scripts
+
+
+# --- One client per connection per process ----------------------------------------------------
+
+_clients: dict[tuple, OMLClient] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(connection, store: TokenStore | None = None) -> OMLClient:
+    """The process's client for a Connection (reused, so that its connection pool is too)."""
+    if store is None:
+        from django.core.cache import cache as store
+    key = (connection.pk, connection.base_url, connection.api_version, connection.username, connection.updated_at)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            info = ConnectionInfo(
+                key=f"{connection.pk}:{connection.updated_at.timestamp() if connection.updated_at else 0}",
+                base_url=connection.base_url,
+                api_version=connection.api_version,
+                username=connection.username,
+                password=connection.get_password(),
+            )
+            client = OMLClient(info, store, pool_size=32)
+            _clients[key] = client
+    return client
