@@ -2,11 +2,13 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from jobs.api import api
 from jobs.health import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("jobs.urls")),
 ]
