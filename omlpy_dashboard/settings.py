@@ -252,6 +252,8 @@ OMLENGINE_CPU_SECONDS = env.int("OMLENGINE_CPU_SECONDS", default=60)
 OMLENGINE_MEMORY_MB = env.int("OMLENGINE_MEMORY_MB", default=1024)
 OMLENGINE_WALL_SECONDS = env.int("OMLENGINE_WALL_SECONDS", default=300)
 OMLENGINE_WORKER_SLOTS = env.int("OMLENGINE_WORKER_SLOTS", default=8)
+# How long a stopping engine worker lets running jobs finish before it kills them and marks them failed.
+OMLENGINE_WORKER_GRACE_SECONDS = env.float("OMLENGINE_WORKER_GRACE_SECONDS", default=10.0)
 OMLENGINE_RESULT_RETENTION_DAYS = env.int("OMLENGINE_RESULT_RETENTION_DAYS", default=183)
 # Fault injection for tests and benchmarks only, e.g. "500=0.1,503=0.1,delay=0.05,malformed=0.05".
 OMLENGINE_FAULTS = env.str("OMLENGINE_FAULTS", default="")

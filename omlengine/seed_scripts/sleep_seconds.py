@@ -1,0 +1,7 @@
+import time
+
+
+def sleep_seconds(seconds=1):
+    """Sleeps for `seconds` and returns it: a slow job on demand."""
+    time.sleep(float(seconds))
+    return seconds
