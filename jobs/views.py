@@ -1,7 +1,405 @@
+"""The analysts' pages: history, compose (and clone), the job page with its live timeline, cancel and re-run.
+
+Views are thin: access through jobs.access, reads through jobs.selectors, writes through jobs.services, and
+every job request is validated by jobs.specs.parse_job_request, exactly as the JSON API does.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from urllib.parse import quote
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from .access import can_modify, can_submit, job_for_user, visible_jobs
+from .forms import (
+    HistoryFilterForm,
+    compose_fields,
+    form_values,
+    initial_from_request,
+    job_request_data,
+    parse_uuids,
+)
+from .models import Connection, Job, JobResult
+from .selectors import DEFAULT_WINDOW, job_durations, job_history_sorted, job_timeline, jobs_by_uuids
+from .services import job_cancel, job_create, job_rerun, result_read_all
+from .specs import HELP, parse_job_request, spec_as_request
+from .states import JobKind, ServiceLevel
+
+# htmx stops polling an element whose request answers 286.
+STOP_POLLING = 286
+HISTORY_PAGE_SIZE = 50
+# The job page previews results up to this size; bigger ones are for the result viewer.
+PREVIEW_MAX_BYTES = 512 * 1024
+PREVIEW_ROWS = 20
 
 
 @login_required
 def home(request):
-    return render(request, "jobs/home.html")
+    return redirect("jobs:history")
+
+
+# --- History --------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def history(request):
+    form = HistoryFilterForm(request.GET or None)
+    filters = form.filters()
+    sort = form.sort_order()
+    cursor = request.GET.get("after") or None
+    try:
+        page = job_history_sorted(request.user, filters, sort=sort, cursor=cursor, limit=HISTORY_PAGE_SIZE)
+    except ValueError:
+        messages.warning(request, "That page link is no longer valid; here is the first page.")
+        page = job_history_sorted(request.user, filters, sort=sort, limit=HISTORY_PAGE_SIZE)
+    next_url = None
+    if page.next_cursor:
+        query = request.GET.copy()
+        query["after"] = page.next_cursor
+        next_url = f"?{query.urlencode()}"
+    has_range = filters.created_from is not None or filters.created_to is not None
+    context = {
+        "form": form,
+        "page": page,
+        "jobs": page.items,
+        "active_ids": [str(job.uuid) for job in page.items if not job.is_terminal],
+        "next_url": next_url,
+        "first_page": cursor is None,
+        "sort": sort,
+        "default_window": not has_range and not filters.search,
+        "window_days": DEFAULT_WINDOW.days,
+        "filtered": form.is_filtered(),
+        "may_submit": can_submit(request.user),
+    }
+    return render(request, "jobs/history.html", context)
+
+
+@login_required
+@require_GET
+def history_rows(request):
+    """The rows of the history page's unfinished jobs, swapped in place; 286 once all of them have ended."""
+    jobs = jobs_by_uuids(request.user, parse_uuids(request.GET.getlist("id")))
+    active_ids = [str(job.uuid) for job in jobs if not job.is_terminal]
+    response = render(request, "jobs/_history_rows.html", {"jobs": jobs, "active_ids": active_ids})
+    if not active_ids:
+        response.status_code = STOP_POLLING
+    return response
+
+
+# --- Compose --------------------------------------------------------------------------------------
+
+
+def _compose(request, *, parent: Job | None, initial: dict, action_url: str):
+    if not can_submit(request.user):
+        raise PermissionDenied("Your role is read-only: auditors review jobs but do not submit them.")
+    errors: dict[str, list[str]] = {}
+    values = initial
+    if request.method == "POST":
+        try:
+            spec = parse_job_request(job_request_data(request.POST))
+        except ValidationError as exc:
+            errors = exc.message_dict
+            values = form_values(request.POST)
+        else:
+            job = job_create(owner=request.user, spec=spec, parent=parent, request=request)
+            messages.success(request, f"Job {job.uuid} is queued.")
+            return redirect("jobs:detail", job_uuid=job.uuid)
+    connections = list(Connection.objects.all())
+    if not values.get("connection"):
+        default = next((c for c in connections if c.is_default), connections[0] if connections else None)
+        values = {**values, "connection": str(default.pk) if default else ""}
+    context = {
+        "parent": parent,
+        "action_url": action_url,
+        "values": values,
+        "errors": errors,
+        "other_errors": {name: msgs for name, msgs in errors.items() if name not in _DRAWN_FIELDS},
+        "fields": compose_fields(values, errors),
+        "connections": connections,
+        "kinds": JobKind.choices,
+        "services": ServiceLevel.choices,
+        "kind_fields_json": _kind_fields_json(),
+        "help": HELP,
+    }
+    return render(request, "jobs/compose.html", context, status=400 if errors else 200)
+
+
+_DRAWN_FIELDS = frozenset(
+    {"connection", "kind", "script", "script_owner"}
+    | {"input", "parameters", "rows", "groupBy", "orderBy", "times", "parallelFlag", "parallel"}
+    | {"service", "asyncFlag", "timeout", "graphicsFlag", "envName"}
+)
+
+
+def _kind_fields_json() -> str:
+    from .specs import COMMON_FIELDS, KIND_FIELDS, REQUIRED_FIELDS
+
+    return json.dumps(
+        {
+            "fields": {kind: sorted(KIND_FIELDS[kind] | COMMON_FIELDS) for kind in JobKind.values},
+            "required": {kind: sorted(REQUIRED_FIELDS[kind]) for kind in JobKind.values},
+        }
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def compose(request):
+    initial = {"kind": JobKind.DO_EVAL, "asyncFlag": True}
+    return _compose(request, parent=None, initial=initial, action_url=reverse("jobs:compose"))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def clone(request, job_uuid):
+    parent = job_for_user(request.user, job_uuid)
+    initial = initial_from_request(spec_as_request(parent))
+    return _compose(
+        request, parent=parent, initial=initial, action_url=reverse("jobs:clone", kwargs={"job_uuid": parent.uuid})
+    )
+
+
+@login_required
+@require_GET
+def compose_scripts(request):
+    """The script picker for a connection: its script list from OML, or a free-text field when OML cannot say."""
+    connection = _connection_or_default(request.GET.get("connection"))
+    context = {"connection": connection, "selected": request.GET.get("script", ""), "scripts": [], "error": ""}
+    if connection is None:
+        context["error"] = "No connection is configured. Ask an administrator to add one."
+    else:
+        context["scripts"], context["error"] = _list_scripts(connection)
+    response = render(request, "jobs/_scripts.html", context | {"help": HELP})
+    # The preview listens for this to show the request with the picked script.
+    response["HX-Trigger-After-Settle"] = "scripts-loaded"
+    return response
+
+
+def _connection_or_default(value) -> Connection | None:
+    if value and str(value).isdigit():
+        return Connection.objects.filter(pk=value).first()
+    return Connection.objects.filter(is_default=True).first()
+
+
+def _list_scripts(connection: Connection) -> tuple[list[dict], str]:
+    try:
+        from .oml.client import client_for
+        from .oml.errors import OMLError
+    except ImportError:
+        return [], "Listing scripts is not available yet; type the script's name."
+    try:
+        scripts = client_for(connection).scripts()
+    except OMLError as exc:
+        return [], f"Could not list the scripts of {connection.name}: {exc}. Type the script's name instead."
+    return sorted(scripts, key=lambda s: (s.get("name", "").lower(), s.get("owner", ""))), ""
+
+
+@login_required
+@require_POST
+def compose_preview(request):
+    """The exact HTTP request the form would send, as a copyable curl line (the token redacted)."""
+    errors: dict[str, list[str]] = {}
+    preview = None
+    try:
+        spec = parse_job_request(job_request_data(request.POST))
+    except ValidationError as exc:
+        errors = exc.message_dict
+    else:
+        preview = request_preview(Job(**spec.model_fields()))
+    return render(request, "jobs/_preview.html", {"preview": preview, "errors": errors})
+
+
+def request_preview(job: Job) -> dict:
+    """Method, URL, headers and body of the POST that submits `job` to OML; the token shown as <token>."""
+    connection = job.connection
+    url = (
+        f"{connection.base_url.rstrip('/')}/oml/api/py-scripts/{connection.api_version}/"
+        f"{job.kind_path}/{quote(job.script_name, safe='')}"
+    )
+    if job.script_owner:
+        url += f"/{quote(job.script_owner, safe='')}"
+    body = job.oml_body()
+    compact = json.dumps(body, separators=(",", ":"))
+    headers = [("Authorization", "Bearer <token>"), ("Content-Type", "application/json")]
+    curl = " ".join(
+        ["curl", "-i", "-X", "POST", shlex.quote(url)]
+        + [f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers]
+        + ["-d", shlex.quote(compact)]
+    )
+    return {
+        "method": "POST",
+        "url": url,
+        "headers": headers,
+        "body": json.dumps(body, indent=2),
+        "curl": curl,
+    }
+
+
+# --- The job page ---------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def detail(request, job_uuid):
+    job = job_for_user(request.user, job_uuid)
+    context = _job_context(request, job)
+    context["request_preview"] = request_preview(job)
+    context["children"] = list(visible_jobs(request.user).filter(parent=job).order_by("-created_at", "-id")[:10])
+    return render(request, "jobs/detail.html", context)
+
+
+@login_required
+@require_GET
+def detail_live(request, job_uuid):
+    """The live part of the job page; 286 once the job has ended, so that the page stops polling."""
+    job = job_for_user(request.user, job_uuid)
+    response = render(request, "jobs/_job_live.html", _job_context(request, job))
+    if job.is_terminal:
+        response.status_code = STOP_POLLING
+    return response
+
+
+def _job_context(request, job: Job) -> dict:
+    transitions = job_timeline(job)
+    previous = job.created_at
+    timeline = []
+    for step in transitions:
+        timeline.append({"step": step, "since_previous": (step.at - previous).total_seconds()})
+        previous = step.at
+    durations = job_durations(job)
+    result = JobResult.objects.filter(job=job).first() if job.state == "succeeded" else None
+    return {
+        "job": job,
+        "timeline": timeline,
+        "durations": durations,
+        "bar": _duration_bar(durations),
+        "result": result,
+        "preview": _result_preview(result) if result else None,
+        "may_modify": can_modify(request.user, job),
+        "may_submit": can_submit(request.user),
+        # Poll fast while a job is young, slower once it has been running a while.
+        "poll_every": "1s" if (durations.get("running") or 0) < 120 else "3s",
+    }
+
+
+def _duration_bar(durations: dict) -> list[dict]:
+    """Segments of the queue wait / OML time / fetch time bar, as SVG x and width in percent."""
+    parts = [(name, durations.get(name)) for name in ("queue", "oml", "fetch")]
+    known = [(name, seconds) for name, seconds in parts if seconds is not None]
+    total = sum(seconds for _, seconds in known)
+    if total <= 0:
+        return []
+    x = 0.0
+    segments = []
+    for name, seconds in known:
+        width = 100.0 * seconds / total
+        segments.append({"name": name, "seconds": seconds, "x": round(x, 3), "width": round(width, 3)})
+        x += width
+    return segments
+
+
+def _result_preview(result: JobResult) -> dict:
+    """The first rows of a small result as a table; bigger results are left to the result viewer."""
+    if result.size_bytes > PREVIEW_MAX_BYTES:
+        return {"too_big": True}
+    try:
+        value = json.loads(result_read_all(result))
+    except (ValueError, UnicodeDecodeError):
+        return {"unreadable": True}
+    if isinstance(value, dict) and set(value) == {"result"}:
+        value = value["result"]
+    return _tabulate(value)
+
+
+def _tabulate(value) -> dict:
+    columns: list[str] = []
+    rows: list[list] = []
+    total = None
+    images = 0
+
+    def add_column(name: str) -> None:
+        if name not in columns:
+            columns.append(name)
+
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        if all("IMAGE" in item for item in value):
+            images = len(value)
+            value = [{k: v for k, v in item.items() if k != "IMAGE"} for item in value]
+        total = len(value)
+        for item in value[:PREVIEW_ROWS]:
+            for key in item:
+                add_column(str(key))
+        rows = [[item.get(column) for column in columns] for item in value[:PREVIEW_ROWS]]
+    elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        # group-apply: {label: {COLUMN: {index: value}}}; the label is opaque, shown as the server sent it.
+        add_column("group")
+        records = []
+        for label, frame in value.items():
+            indexes: list[str] = []
+            for column, cells in frame.items():
+                add_column(str(column))
+                if isinstance(cells, dict):
+                    indexes += [index for index in cells if index not in indexes]
+            for index in indexes or [None]:
+                record = {"group": label}
+                for column, cells in frame.items():
+                    record[str(column)] = cells.get(index) if isinstance(cells, dict) else cells
+                records.append(record)
+        total = len(records)
+        rows = [[record.get(column) for column in columns] for record in records[:PREVIEW_ROWS]]
+    elif isinstance(value, list):
+        columns = ["index", "value"]
+        total = len(value)
+        rows = [[i, item] for i, item in enumerate(value[:PREVIEW_ROWS], start=1)]
+    else:
+        return {"scalar": json.dumps(value, indent=2, ensure_ascii=False)}
+    cells = [[_cell(cell) for cell in row] for row in rows]
+    return {"columns": columns, "rows": cells, "total": total, "shown": len(cells), "images": images}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --- Actions --------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def cancel(request, job_uuid):
+    job = job_for_user(request.user, job_uuid)
+    if not can_modify(request.user, job):
+        raise PermissionDenied("Only the job's owner may cancel it.")
+    if job_cancel(job=job, actor=request.user, request=request):
+        messages.success(request, "Cancellation requested.")
+    else:
+        messages.info(request, "The job had already ended; nothing to cancel.")
+    return redirect("jobs:detail", job_uuid=job.uuid)
+
+
+@login_required
+@require_POST
+def rerun(request, job_uuid):
+    job = job_for_user(request.user, job_uuid)
+    if not can_modify(request.user, job):
+        raise PermissionDenied("Only the job's owner may re-run it.")
+    try:
+        new_job = job_rerun(job=job, actor=request.user, request=request)
+    except ValidationError as exc:
+        detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
+        messages.error(request, f"This job cannot be re-run as it is ({detail}). Clone it and fix the request.")
+        return redirect("jobs:detail", job_uuid=job.uuid)
+    messages.success(request, f"Re-run queued as job {new_job.uuid}.")
+    return redirect("jobs:detail", job_uuid=new_job.uuid)

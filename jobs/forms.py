@@ -1,0 +1,197 @@
+"""Form plumbing for the pages. Validation of a job request is jobs.specs.parse_job_request, nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from .models import Connection
+from .selectors import HistoryFilters
+from .specs import (
+    ALL_BODY_FIELDS,
+    COMMON_FIELDS,
+    HELP,
+    KIND_FIELDS,
+    MAX_PARALLEL,
+    MAX_ROWS,
+    MAX_TIMES,
+    REQUIRED_FIELDS,
+    TIMEOUT_MAX,
+    TIMEOUT_MIN,
+)
+from .states import JobKind, JobState
+
+# The compose form's field names: OML's body names plus what to call and where.
+REQUEST_FIELDS = ("connection", "kind", "script", "script_owner", *sorted(ALL_BODY_FIELDS))
+CHECKBOX_FIELDS = ("parallelFlag", "graphicsFlag")
+
+
+def job_request_data(post) -> dict[str, Any]:
+    """The compose form's fields as parse_job_request takes them (unknown keys such as the CSRF token dropped).
+
+    Hidden fields are disabled in the browser and so absent; an unchecked box is absent too (not sent to
+    OML), except asyncFlag, which the form always posts: a hidden "false" followed by the checkbox's "true".
+    """
+    data: dict[str, Any] = {}
+    for name in REQUEST_FIELDS:
+        if name not in post:
+            continue
+        # QueryDict.get gives the last value: the checkbox's "true" wins over the hidden "false" before it.
+        value = post.get(name)
+        if isinstance(value, str) and not value.strip():
+            continue
+        data[name] = value
+    return data
+
+
+FIELD_LABELS = {
+    "connection": "Connection",
+    "kind": "Call kind",
+    "script": "Script",
+    "script_owner": "Script owner",
+    "input": "Input (SQL)",
+    "parameters": "Parameters (JSON object)",
+    "rows": "Rows per call",
+    "groupBy": "Group by",
+    "orderBy": "Order by",
+    "times": "Times",
+    "parallelFlag": "Parallel",
+    "parallel": "Degree of parallelism",
+    "service": "Service level",
+    "asyncFlag": "Asynchronous",
+    "timeout": "Timeout (seconds)",
+    "graphicsFlag": "Capture graphics",
+    "envName": "Conda environment",
+}
+# The body fields in the order the compose form shows them, with the widget each one uses.
+BODY_FIELD_WIDGETS = (
+    ("input", "sql"),
+    ("parameters", "json"),
+    ("rows", "number"),
+    ("groupBy", "text"),
+    ("orderBy", "text"),
+    ("times", "number"),
+    ("parallelFlag", "checkbox"),
+    ("parallel", "number"),
+    ("service", "select"),
+    ("asyncFlag", "checkbox"),
+    ("timeout", "number"),
+    ("graphicsFlag", "checkbox"),
+    ("envName", "text"),
+)
+NUMBER_BOUNDS = {
+    "rows": (1, MAX_ROWS),
+    "times": (1, MAX_TIMES),
+    "parallel": (1, MAX_PARALLEL),
+    "timeout": (TIMEOUT_MIN, TIMEOUT_MAX),
+}
+
+
+def compose_fields(values: dict[str, Any], errors: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """What the compose template needs to draw each body field: which kinds take it, which require it."""
+    fields = []
+    for name, widget in BODY_FIELD_WIDGETS:
+        if name in COMMON_FIELDS:
+            kinds = list(JobKind.values)
+        else:
+            kinds = [kind for kind in JobKind.values if name in KIND_FIELDS[kind]]
+        low, high = NUMBER_BOUNDS.get(name, (None, None))
+        fields.append(
+            {
+                "name": name,
+                "label": FIELD_LABELS[name],
+                "help": HELP.get(name, ""),
+                "widget": widget,
+                "kinds": " ".join(kinds),
+                "required_kinds": " ".join(kind for kind in JobKind.values if name in REQUIRED_FIELDS[kind]),
+                "value": values.get(name, ""),
+                "checked": _truthy(values.get(name)),
+                "errors": errors.get(name, []),
+                "min": low,
+                "max": high,
+            }
+        )
+    return fields
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() in {"true", "1", "on", "yes"}
+
+
+def form_values(post) -> dict[str, Any]:
+    """The posted compose form as values to draw it again (the last value of each field)."""
+    return {name: post.get(name, "") for name in REQUEST_FIELDS if name in post}
+
+
+def initial_from_request(spec: dict[str, Any]) -> dict[str, Any]:
+    """jobs.specs.spec_as_request output as form values (strings; parameters as indented JSON)."""
+    import json
+
+    values: dict[str, Any] = {}
+    for name, value in spec.items():
+        if value is None:
+            continue
+        if name == "parameters":
+            values[name] = json.dumps(value, indent=2) if value else ""
+        elif isinstance(value, bool):
+            values[name] = value
+        else:
+            values[name] = str(value)
+    return values
+
+
+class HistoryFilterForm(forms.Form):
+    """The history page's filters, read from the query string. Dates are days in the user's time zone."""
+
+    SORTS = (("newest", "Newest first"), ("oldest", "Oldest first"), ("longest", "Longest first"))
+
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    state = forms.MultipleChoiceField(required=False, choices=JobState.choices)
+    kind = forms.MultipleChoiceField(required=False, choices=JobKind.choices)
+    script = forms.CharField(required=False, max_length=128)
+    owner = forms.CharField(required=False, max_length=150)
+    connection = forms.ModelChoiceField(required=False, queryset=Connection.objects.all(), empty_label="Any")
+    created_from = forms.DateField(required=False, label="Created from")
+    created_to = forms.DateField(required=False, label="Created to")
+    sort = forms.ChoiceField(required=False, choices=SORTS)
+
+    def filters(self) -> HistoryFilters:
+        data = self.cleaned_data if self.is_valid() else {}
+        return HistoryFilters(
+            state=list(data.get("state") or []),
+            kind=list(data.get("kind") or []),
+            script=(data.get("script") or "").strip(),
+            owner=(data.get("owner") or "").strip(),
+            connection=data["connection"].pk if data.get("connection") else None,
+            created_from=_start_of_day(data.get("created_from")),
+            created_to=_start_of_day(data["created_to"] + timedelta(days=1)) if data.get("created_to") else None,
+            search=(data.get("q") or "").strip(),
+        )
+
+    def sort_order(self) -> str:
+        return (self.cleaned_data.get("sort") if self.is_valid() else "") or "newest"
+
+    def is_filtered(self) -> bool:
+        return self.is_valid() and any(value for name, value in self.cleaned_data.items() if name != "sort")
+
+
+def _start_of_day(day) -> datetime | None:
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+def parse_uuids(values: list[str], limit: int = 200) -> list[uuid.UUID]:
+    keys = []
+    for value in values[:limit]:
+        try:
+            keys.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    return keys
