@@ -4,6 +4,8 @@
 - Auditors see every job of the teams they audit, read-only.
 - Analysts see their own jobs, and their teammates' jobs when the team shares its history (read-only).
 - Only a job's owner may cancel or re-run it; auditors never submit, cancel or re-run anything.
+- A user in no team sees only their own jobs.
+- The audit trail: admins see all of it; auditors see the entries of the members of the teams they audit.
 A job the user may not see answers 404, never 403, so that its existence does not leak.
 """
 
@@ -16,7 +18,7 @@ from django.http import Http404
 
 from accounts.models import Membership
 
-from .models import Job
+from .models import AuditEntry, Job
 
 
 def is_admin(user) -> bool:
@@ -71,3 +73,19 @@ def can_modify(user, job: Job) -> bool:
     if is_admin(user):
         return True
     return job.owner_id == user.pk and can_submit(user)
+
+
+def can_view_audit(user) -> bool:
+    """Auditors and admins; everyone else is refused the audit pages (403)."""
+    return is_admin(user) or is_auditor(user)
+
+
+def visible_audit_entries(user) -> QuerySet[AuditEntry]:
+    """The audit entries `user` may read: all for admins, those of audited teams' members for auditors."""
+    if not can_view_audit(user):
+        return AuditEntry.objects.none()
+    if is_admin(user):
+        return AuditEntry.objects.all()
+    audited = Membership.objects.filter(user=user, role=Membership.Role.AUDITOR).values("team_id")
+    members = Membership.objects.filter(team_id__in=audited).values("user_id")
+    return AuditEntry.objects.filter(actor_id__in=members)

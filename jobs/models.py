@@ -277,8 +277,34 @@ class JobResultChunk(models.Model):
         return f"Chunk {self.seq} of result {self.result_id}"
 
 
+class AuditEntryImmutableError(Exception):
+    """Audit entries are append-only: nothing updates or deletes them."""
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        # The one change allowed: deleting a user sets `actor` to NULL (SET_NULL); `actor_username` stays,
+        # and the hash does not cover `actor`.
+        if kwargs.keys() <= {"actor", "actor_id"} and all(value is None for value in kwargs.values()):
+            return super().update(**kwargs)
+        raise AuditEntryImmutableError("Audit entries cannot be changed.")
+
+    def delete(self):
+        raise AuditEntryImmutableError("Audit entries cannot be deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AuditEntryImmutableError("Audit entries cannot be changed.")
+
+    def update_or_create(self, *args, **kwargs):
+        raise AuditEntryImmutableError("Audit entries cannot be changed.")
+
+
 class AuditEntry(models.Model):
-    """An append-only record of a user action. Each entry hashes its content and the previous entry's hash."""
+    """An append-only record of a user action. Each entry hashes its content and the previous entry's hash.
+
+    jobs.audit.audit_record is the only writer. Updates and deletes are refused here, and on PostgreSQL by
+    a trigger as well (accounts migration 0002).
+    """
 
     at = models.DateTimeField()
     actor = models.ForeignKey(
@@ -293,6 +319,8 @@ class AuditEntry(models.Model):
     prev_hash = models.CharField(max_length=64, blank=True)
     entry_hash = models.CharField(max_length=64, blank=True)
 
+    objects = AuditEntryQuerySet.as_manager()
+
     class Meta:
         ordering = ["-at", "-id"]
         verbose_name_plural = "audit entries"
@@ -306,3 +334,11 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_username} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AuditEntryImmutableError("Audit entries cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditEntryImmutableError("Audit entries cannot be deleted.")

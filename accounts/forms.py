@@ -1,0 +1,88 @@
+import zoneinfo
+from datetime import datetime
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from jobs.audit import AuditAction, client_ip
+
+from . import throttling
+from .models import Profile
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """Django's sign-in form, telling the user plainly when sign-in is locked after too many failures."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "throttled": "Too many failed sign-in attempts. Sign-in is locked for %(minutes)d minutes; try again later.",
+    }
+
+    def clean(self):
+        try:
+            return super().clean()
+        except ValidationError:
+            from django.conf import settings
+
+            username = self.cleaned_data.get("username")
+            if throttling.locked_scope(username, client_ip(self.request)):
+                raise ValidationError(
+                    self.error_messages["throttled"],
+                    code="throttled",
+                    params={"minutes": max(1, settings.LOGIN_THROTTLE_SECONDS // 60)},
+                ) from None
+            raise
+
+
+def timezone_choices() -> list[tuple[str, str]]:
+    names = sorted(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC")
+    return [(name, name.replace("_", " ")) for name in names]
+
+
+class ProfileForm(forms.ModelForm):
+    timezone = forms.ChoiceField(choices=timezone_choices, label="Time zone")
+
+    class Meta:
+        model = Profile
+        fields = ["timezone"]
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. the script that uses it.")
+
+
+class AuditFilterForm(forms.Form):
+    """The audit page's filters; times are read in the user's time zone."""
+
+    actor = forms.CharField(required=False, max_length=150, label="Actor (user name)")
+    action = forms.ChoiceField(required=False, choices=[("", "any action")])
+    target = forms.CharField(required=False, max_length=64, label="Target (job id or other id)")
+    since = forms.DateTimeField(
+        required=False,
+        label="From",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    until = forms.DateTimeField(
+        required=False,
+        label="Until",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "any action")] + [(a, a.replace("_", " ")) for a in AuditAction.all()]
+
+    def clean(self):
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            self.add_error("until", "Must be after “From”.")
+        return cleaned
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is not None and timezone.is_naive(value):
+        return timezone.make_aware(value)
+    return value

@@ -1,0 +1,17 @@
+from django import template
+
+from jobs.access import can_view_audit as _can_view_audit
+
+register = template.Library()
+
+
+@register.filter
+def can_view_audit(user) -> bool:
+    return _can_view_audit(user)
+
+
+@register.filter
+def urlencode_dict(values: dict) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(values)

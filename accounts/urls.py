@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+# Not namespaced: "login" must keep Django's own name (LOGIN_URL, templates), which this view replaces.
+urlpatterns = [
+    path("accounts/login/", views.login_view, name="login"),
+    path("account/", views.account, name="account"),
+    path("account/tokens/", views.tokens, name="account_tokens"),
+    path("account/tokens/<int:token_id>/revoke/", views.token_revoke, name="account_token_revoke"),
+    path("audit/", views.audit_list, name="audit"),
+    path("audit/export.csv", views.audit_export, name="audit_export"),
+]
