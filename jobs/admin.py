@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from .audit import AuditAction, audit_record
 from .models import AuditEntry, Connection, Job, JobTransition
 from .services import connection_save
 
@@ -30,7 +31,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        connection_save(
+        saved = connection_save(
             connection=obj if change else None,
             name=data["name"],
             base_url=data["base_url"],
@@ -39,6 +40,14 @@ class ConnectionAdmin(admin.ModelAdmin):
             api_version=data["api_version"],
             poll_budget=data["poll_budget"],
             is_default=data["is_default"],
+        )
+        # Field names only: the password's value never enters the trail.
+        audit_record(
+            action=AuditAction.CONNECTION_CHANGED if change else AuditAction.CONNECTION_CREATED,
+            request=request,
+            target_type="connection",
+            target_id=str(saved.pk),
+            details={"name": saved.name, "base_url": saved.base_url, "changed": sorted(form.changed_data)},
         )
 
 
