@@ -1,0 +1,103 @@
+"""The embedded engine under tight limits, short-lived tokens and injected faults: its own web server and worker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from omlengine.models import EngineCall, EngineJob
+from tests.stack import Stack, wait_for
+from tests.test_engine_protocol import EngineClient, add_script
+
+TIGHT = {
+    "OMLENGINE_WALL_SECONDS": "3",
+    "OMLENGINE_CPU_SECONDS": "2",
+    "OMLENGINE_MEMORY_MB": "200",
+    "OMLENGINE_TOKEN_LIFETIME": "2",
+}
+
+
+def _engine_stack(name: str, env: dict[str, str], worker: bool) -> Stack:
+    stack = Stack(log_dir=Path(settings.VAR_DIR) / f"test-logs-{name}", env=env)
+    stack.start_web()
+    if worker:
+        stack.start_engine_worker()
+    return stack
+
+
+@pytest.fixture(scope="module")
+def tight_stack(django_db_setup, django_db_blocker):
+    """A web server and engine worker with seconds-long limits and two-second tokens."""
+    stack = _engine_stack("tight", TIGHT, worker=True)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def unavailable_stack(django_db_setup, django_db_blocker):
+    """A web server whose engine answers every execution request with an injected 503."""
+    stack = _engine_stack("faults", {"OMLENGINE_FAULTS": "503=1"}, worker=False)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def tight(transactional_db, tight_stack) -> EngineClient:
+    call_command("omlengine_seed", verbosity=0)
+    return EngineClient(tight_stack.base_url).sign_in()
+
+
+def still_serves(engine: EngineClient) -> bool:
+    engine.sign_in()
+    answer = engine.call("do-eval", "return_df", {"parameters": '{"num": 2, "scale": 1}'})
+    return answer.json() == {"result": [{"ID": 0, "RES": 0.0}, {"ID": 1, "RES": 1.0}]}
+
+
+def test_a_script_over_its_wall_clock_limit_is_killed_and_reported_and_the_engine_keeps_serving(tight):
+    started = time.monotonic()
+    answer = tight.call("do-eval", "sleep_seconds", {"parameters": '{"seconds": 60}'})
+    assert answer.status_code == 500
+    assert "wall-clock limit of 3 s" in answer.json()["errorMessage"]
+    assert time.monotonic() - started < 30
+    assert still_serves(tight)
+
+
+def test_a_script_over_its_memory_limit_is_stopped_and_reported_and_the_engine_keeps_serving(tight, tmp_path):
+    add_script(tmp_path, "hog", "def hog():\n    block = bytearray(1024 * 1024 * 1024)\n    return len(block)\n")
+    answer = tight.call("do-eval", "hog")
+    assert answer.status_code == 500
+    assert "memory limit of 200 MB" in answer.json()["errorMessage"]
+    assert still_serves(tight)
+
+
+def test_an_async_script_over_its_cpu_limit_is_killed_and_its_result_reports_it(tight, tmp_path):
+    add_script(tmp_path, "spin", "def spin():\n    while True:\n        pass\n")
+    job_url = tight.submit("do-eval", "spin", {"asyncFlag": True})
+    # Tokens here live two seconds: sign in again for each status request.
+    finished = wait_for(lambda: (a := tight.sign_in().get(job_url)).status_code == 302 and a, timeout=60, what="302")
+    result = tight.get(finished.headers["Content-Location"])
+    assert result.status_code == 500
+    assert "CPU time limit of 2 s" in result.json()["errorMessage"]
+    assert still_serves(tight)
+
+
+def test_an_expired_token_gets_401_and_can_no_longer_be_refreshed(tight):
+    time.sleep(2.5)
+    expired = tight.call("do-eval", "return_df", {"parameters": '{"num": 1, "scale": 1}'})
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["errorMessage"]
+    assert tight.grant({"grant_type": "refresh_token", "refresh_token": tight.access_token}).status_code == 401
+
+
+def test_an_injected_503_on_a_post_creates_no_job(transactional_db, unavailable_stack):
+    call_command("omlengine_seed", verbosity=0)
+    engine = EngineClient(unavailable_stack.base_url).sign_in()
+    answer = engine.call("do-eval", "timer", {"asyncFlag": True, "parameters": '{"seconds": 1}'})
+    assert answer.status_code == 503
+    assert "errorMessage" in answer.json()
+    assert not EngineJob.objects.exists()
+    assert not EngineCall.objects.exists()
