@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", include("accounts.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("jobs.urls_results")),
     path("", include("jobs.urls")),
 ]
 

@@ -1,0 +1,303 @@
+"""Timing analytics over the jobs a user may see, with the history page's filters.
+
+Definitions (the page and its JSON endpoints say the same):
+- A job's **duration** is `finished_at - created_at` of a succeeded job: what the analyst waited, end to end.
+  Its **day** is the day of `created_at` in the viewer's time zone.
+- **Percentiles** p50 and p95 interpolate linearly between the closest ranks: for n sorted values
+  x[0..n-1] and a fraction q, h = (n - 1) * q and p = x[floor h] + (h - floor h) * (x[floor h + 1] - x[floor h]).
+  That is numpy's default (`method="linear"`) and PostgreSQL's `percentile_cont`, which computes them in the
+  database on PostgreSQL; elsewhere they are computed here over at most MAX_ROWS of the newest matching jobs
+  (an indexed, bounded query).
+- **Phases** of a succeeded job, as on the job page (jobs.selectors.job_durations): queue wait
+  `submitted_at - created_at`, OML time `oml_finished_at - submitted_at` (sync calls: `finished_at -
+  submitted_at`), fetch time `result_fetched_at - oml_finished_at`. Each day shows the mean of each phase,
+  so the three stack to the mean total.
+- **Failure rate** of a day: (failed + timed out) / (succeeded + failed + timed out). Cancelled jobs are a
+  user's choice, not a failure, and jobs still running have no outcome: neither counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db import connection
+from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from .models import Job
+from .states import TERMINAL_STATES, JobState
+
+MAX_ROWS = 200_000
+GANTT_MAX_JOBS = 300
+FAILED_STATES = (JobState.FAILED, JobState.TIMED_OUT)
+STATE_ORDER = [
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.TIMED_OUT,
+    JobState.CANCELLED,
+]
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default, PostgreSQL's percentile_cont)."""
+    if not sorted_values:
+        return None
+    h = (len(sorted_values) - 1) * q
+    low = math.floor(h)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (h - low) * (sorted_values[high] - sorted_values[low])
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL's ordered-set aggregate percentile_cont(q) WITHIN GROUP (ORDER BY expression)."""
+
+    function = "percentile_cont"
+    name = "PercentileCont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+    def __init__(self, expression, fraction: float, **extra):
+        super().__init__(expression, fraction=repr(float(fraction)), output_field=FloatField(), **extra)
+
+
+class EpochSeconds(Func):
+    """Seconds in a PostgreSQL interval."""
+
+    template = "EXTRACT(EPOCH FROM %(expressions)s)"
+    output_field = FloatField()
+
+
+def _seconds(start, end) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def _day(moment: datetime) -> date:
+    return timezone.localtime(moment).date()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+# --- Duration trend -----------------------------------------------------------------------------
+
+
+@dataclass
+class TrendPoint:
+    script: str
+    day: date
+    jobs: int
+    p50: float | None
+    p95: float | None
+
+
+def duration_trend(jobs: QuerySet[Job]) -> list[TrendPoint]:
+    """p50 and p95 of the duration of succeeded jobs, per script and day."""
+    succeeded = jobs.filter(state=JobState.SUCCEEDED, finished_at__isnull=False).order_by()
+    if connection.vendor == "postgresql":
+        duration = EpochSeconds(ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField()))
+        rows = (
+            succeeded.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+            .values("script_name", "day")
+            .annotate(n=Count("id"), p50=PercentileCont(duration, 0.5), p95=PercentileCont(duration, 0.95))
+            .order_by("script_name", "day")
+        )
+        return [TrendPoint(r["script_name"], r["day"], r["n"], _round(r["p50"]), _round(r["p95"])) for r in rows]
+    groups: dict[tuple[str, date], list[float]] = defaultdict(list)
+    rows = succeeded.order_by("-created_at", "-id").values_list("script_name", "created_at", "finished_at")
+    for script, created, finished in rows[:MAX_ROWS]:
+        groups[(script, _day(created))].append((finished - created).total_seconds())
+    points = []
+    for (script, day), values in sorted(groups.items()):
+        values.sort()
+        points.append(
+            TrendPoint(script, day, len(values), _round(percentile(values, 0.5)), _round(percentile(values, 0.95)))
+        )
+    return points
+
+
+# --- Phases ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhasePoint:
+    day: date
+    jobs: int
+    queue: float | None
+    oml: float | None
+    fetch: float | None
+
+
+def _mean(values: list[float]) -> float | None:
+    return _round(sum(values) / len(values)) if values else None
+
+
+def phase_split(jobs: QuerySet[Job]) -> list[PhasePoint]:
+    """Mean queue wait, OML time and fetch time of succeeded jobs, per day."""
+    rows = (
+        jobs.filter(state=JobState.SUCCEEDED)
+        .order_by("-created_at", "-id")
+        .values_list("created_at", "submitted_at", "oml_finished_at", "result_fetched_at", "finished_at", "async_flag")
+    )
+    days: dict[date, dict[str, list[float]]] = defaultdict(lambda: {"queue": [], "oml": [], "fetch": [], "n": []})
+    for created, submitted, oml_finished, fetched, finished, is_async in rows[:MAX_ROWS]:
+        bucket = days[_day(created)]
+        bucket["n"].append(1)
+        for name, value in (
+            ("queue", _seconds(created, submitted)),
+            ("oml", _seconds(submitted, oml_finished if is_async else finished)),
+            ("fetch", _seconds(oml_finished, fetched)),
+        ):
+            if value is not None:
+                bucket[name].append(value)
+    return [
+        PhasePoint(day, len(b["n"]), _mean(b["queue"]), _mean(b["oml"]), _mean(b["fetch"]))
+        for day, b in sorted(days.items())
+    ]
+
+
+# --- Outcomes -------------------------------------------------------------------------------------
+
+
+@dataclass
+class OutcomeDay:
+    day: date
+    counts: dict[str, int]
+
+    @property
+    def failure_rate(self) -> float | None:
+        return failure_rate(self.counts)
+
+
+def failure_rate(counts: dict[str, int]) -> float | None:
+    failed = sum(counts.get(state, 0) for state in FAILED_STATES)
+    decided = failed + counts.get(JobState.SUCCEEDED, 0)
+    return round(failed / decided, 4) if decided else None
+
+
+def outcomes(jobs: QuerySet[Job]) -> list[OutcomeDay]:
+    """Jobs per day by final state (counted in the database)."""
+    rows = (
+        jobs.filter(state__in=sorted(TERMINAL_STATES))
+        .order_by()
+        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        .values("day", "state")
+        .annotate(n=Count("id"))
+    )
+    days: dict[date, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        days[row["day"]][row["state"]] = row["n"]
+    return [
+        OutcomeDay(day, {state: counts.get(state, 0) for state in STATE_ORDER}) for day, counts in sorted(days.items())
+    ]
+
+
+def outcome_totals(days: list[OutcomeDay]) -> dict[str, int]:
+    totals = dict.fromkeys(STATE_ORDER, 0)
+    for day in days:
+        for state, n in day.counts.items():
+            totals[state] += n
+    return totals
+
+
+# --- Gantt ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class GanttBar:
+    uuid: str
+    script: str
+    state: str
+    created_at: datetime
+    # Phases as (name, start, end) in seconds after the window's first start.
+    segments: list[tuple[str, float, float]]
+
+
+def gantt(jobs: QuerySet[Job], now: datetime | None = None) -> tuple[datetime | None, list[GanttBar]]:
+    """The newest GANTT_MAX_JOBS matching jobs, oldest first, each as its queue / OML / fetch segments."""
+    now = now or timezone.now()
+    rows = list(
+        jobs.order_by("-created_at", "-id").values_list(
+            "uuid",
+            "script_name",
+            "state",
+            "async_flag",
+            "created_at",
+            "submitted_at",
+            "oml_finished_at",
+            "result_fetched_at",
+            "finished_at",
+        )[:GANTT_MAX_JOBS]
+    )
+    rows.reverse()
+    if not rows:
+        return None, []
+    origin = rows[0][4]
+    bars = []
+    for uuid, script, state, is_async, created, submitted, oml_finished, fetched, finished in rows:
+        end = finished or now
+        marks = [("queue", created, submitted or end)]
+        if submitted:
+            marks.append(("oml", submitted, (oml_finished or end) if is_async else end))
+        if oml_finished and is_async:
+            marks.append(("fetch", oml_finished, fetched or end))
+        segments = [
+            (name, (start - origin).total_seconds(), (stop - origin).total_seconds())
+            for name, start, stop in marks
+            if stop >= start
+        ]
+        bars.append(GanttBar(str(uuid), script, state, created, segments))
+    return origin, bars
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def trend_json(points: list[TrendPoint]) -> dict:
+    days = sorted({p.day for p in points})
+    scripts = sorted({p.script for p in points})
+    index = {(p.script, p.day): p for p in points}
+    series = []
+    for script in scripts:
+        for q in ("p50", "p95"):
+            values = [getattr(index[(script, d)], q) if (script, d) in index else None for d in days]
+            series.append({"script": script, "percentile": q, "values": values})
+    return {"days": [d.isoformat() for d in days], "series": series}
+
+
+def phases_json(points: list[PhasePoint]) -> dict:
+    return {
+        "days": [p.day.isoformat() for p in points],
+        "queue": [p.queue for p in points],
+        "oml": [p.oml for p in points],
+        "fetch": [p.fetch for p in points],
+        "jobs": [p.jobs for p in points],
+    }
+
+
+def outcomes_json(days: list[OutcomeDay]) -> dict:
+    return {
+        "days": [d.day.isoformat() for d in days],
+        "states": [
+            {"state": str(s), "label": JobState(s).label, "counts": [d.counts[s] for d in days]} for s in STATE_ORDER
+        ],
+        "failure_rate": [d.failure_rate for d in days],
+    }
+
+
+def gantt_json(origin: datetime | None, bars: list[GanttBar]) -> dict:
+    return {
+        "origin": origin.isoformat() if origin else None,
+        "jobs": [
+            {
+                "uuid": bar.uuid,
+                "label": f"{bar.script} {bar.uuid[:8]}",
+                "state": bar.state,
+                "segments": [{"phase": name, "start": start, "end": end} for name, start, end in bar.segments],
+            }
+            for bar in bars
+        ],
+    }
