@@ -7,6 +7,9 @@ from .services import connection_save
 
 
 class ConnectionAdminForm(forms.ModelForm):
+    base_url = forms.URLField(
+        max_length=500, assume_scheme="https", help_text=Connection._meta.get_field("base_url").help_text
+    )
     password = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,

@@ -1,0 +1,247 @@
+"""Jobs driven end to end: a real Celery worker, the embedded engine over HTTP, the test database."""
+
+from __future__ import annotations
+
+import json
+import signal
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from jobs import tasks
+from jobs.models import Job, JobTransition
+from jobs.services import job_create, result_read_all
+from jobs.specs import parse_job_request
+from jobs.states import TERMINAL_STATES, JobState
+from omlengine.models import EngineCall, EngineJob
+from tests.stack import Stack, wait_for
+
+CALLS = {
+    "do_eval": {"script": "return_df", "parameters": {"num": 5, "scale": 2}},
+    "table_apply": {"script": "my_predict", "input": "select * from IRIS"},
+    "row_apply": {
+        "script": "group_count",
+        "input": "select * from IRIS",
+        "rows": 50,
+        "parameters": {"oml_input_type": "pandas.DataFrame"},
+    },
+    "group_apply": {
+        "script": "group_count",
+        "input": "select * from IRIS",
+        "groupBy": "Species",
+        "orderBy": "Sepal_Length",
+        "parameters": {"oml_input_type": "pandas.DataFrame"},
+    },
+    "index_apply": {"script": "compute_random_mean", "times": 4},
+}
+
+
+def submit(owner, **request) -> Job:
+    return job_create(owner=owner, spec=parse_job_request(request))
+
+
+def wait_terminal(job: Job, timeout: float = 90) -> Job:
+    def ended():
+        job.refresh_from_db()
+        return job.state in TERMINAL_STATES
+
+    wait_for(ended, timeout=timeout, what=f"job {job.uuid} to end (last state {job.state})")
+    return job
+
+
+def engine_token(base_url: str) -> str:
+    answer = requests.post(
+        f"{base_url}/omlusers/api/oauth2/v1/token",
+        json={"grant_type": "password", "username": "OMLUSER", "password": "omluser"},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return answer.json()["accessToken"]
+
+
+def direct_call(base_url: str, kind: str, request: dict) -> object:
+    """The same call made straight to the engine, synchronously."""
+    body = {key: value for key, value in request.items() if key != "script"}
+    if "parameters" in body:
+        body["parameters"] = json.dumps(body["parameters"])
+    answer = requests.post(
+        f"{base_url}/oml/api/py-scripts/v2/{kind.replace('_', '-')}/{request['script']}",
+        json=body,
+        headers={"Authorization": f"Bearer {engine_token(base_url)}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+@pytest.mark.parametrize("async_flag", [True, False], ids=["async", "sync"])
+def test_every_call_kind_succeeds_and_stores_what_the_engine_returns(live, analyst, async_flag):
+    jobs = {kind: submit(analyst, kind=kind, asyncFlag=async_flag, **call) for kind, call in CALLS.items()}
+    for kind, job in jobs.items():
+        wait_terminal(job)
+        assert job.state == JobState.SUCCEEDED, f"{kind}: {job.last_error}"
+        stored = json.loads(result_read_all(job.result))
+        assert stored == direct_call(live.base_url, kind, CALLS[kind]), kind
+
+
+def test_an_async_job_walks_the_documented_states_and_counts_its_polls_like_the_engine(live, analyst):
+    job = wait_terminal(submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 3}))
+    assert job.state == JobState.SUCCEEDED
+    moves = list(JobTransition.objects.filter(job=job).order_by("at", "id"))
+    assert [(m.from_state, m.to_state) for m in moves] == [
+        ("queued", "submitting"),
+        ("submitting", "pending"),
+        ("pending", "fetching"),
+        ("fetching", "succeeded"),
+    ]
+    stamps = [m.at for m in moves]
+    assert stamps == sorted(stamps)
+    assert job.created_at <= job.submitted_at <= job.oml_accepted_at <= job.oml_finished_at
+    assert job.oml_finished_at <= job.result_fetched_at <= job.finished_at
+    engine_job = EngineJob.objects.get(pk=job.oml_job_id)
+    assert job.poll_count >= 2
+    assert job.poll_count == engine_job.status_requests
+    assert moves[1].http_status == 201
+    assert moves[2].http_status == 302
+
+
+def test_a_script_error_fails_the_job_with_the_servers_message(live, analyst):
+    job = wait_terminal(submit(analyst, kind="do_eval", script="fail_always"))
+    assert job.state == JobState.FAILED
+    engine_job = EngineJob.objects.get(pk=job.oml_job_id)
+    assert engine_job.error_message
+    assert job.last_error == engine_job.error_message
+    assert JobTransition.objects.filter(job=job, to_state=JobState.FAILED).get().http_status == 400
+
+
+def test_a_500_on_the_status_url_fails_the_job(live, analyst):
+    job = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 30})
+    wait_for(lambda: Job.objects.get(pk=job.pk).state == JobState.PENDING, what="pending")
+    job.refresh_from_db()
+    # The job disappears behind the dashboard's back: OML answers 500 "job not found" on its status URL.
+    EngineJob.objects.filter(pk=job.oml_job_id).delete()
+    wait_terminal(job)
+    assert job.state == JobState.FAILED
+    failure = JobTransition.objects.get(job=job, to_state=JobState.FAILED)
+    assert failure.http_status == 500
+    assert "not found" in job.last_error.lower()
+
+
+def test_a_job_past_its_deadline_times_out(live, analyst):
+    job = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 600})
+    wait_for(lambda: Job.objects.get(pk=job.pk).state == JobState.PENDING, what="pending")
+    Job.objects.filter(pk=job.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    wait_terminal(job)
+    assert job.state == JobState.TIMED_OUT
+    assert JobTransition.objects.get(job=job, to_state=JobState.TIMED_OUT).reason.startswith("deadline passed")
+
+
+def test_cancel_deletes_the_engine_job_and_ends_cancelled(live, analyst):
+    from jobs.services import job_cancel
+
+    job = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 600})
+    wait_for(lambda: Job.objects.get(pk=job.pk).state == JobState.PENDING, what="pending")
+    job.refresh_from_db()
+    assert job_cancel(job=job, actor=analyst)
+    wait_terminal(job)
+    assert job.state == JobState.CANCELLED
+    assert EngineJob.objects.get(pk=job.oml_job_id).state == EngineJob.State.DELETED
+    answer = requests.get(
+        job.oml_job_url, headers={"Authorization": f"Bearer {engine_token(live.base_url)}"}, timeout=10
+    )
+    assert answer.status_code == 500
+
+
+def test_a_queued_job_cancels_at_once_without_calling_oml(db, analyst):
+    from jobs.services import connection_save, job_cancel
+
+    unused = connection_save(name="unused", base_url="http://127.0.0.1:9", username="U", password="p")
+    # A row with no submit message sent: a job OML has never seen.
+    job = Job.objects.create(owner=analyst, connection=unused, kind="do_eval", script_name="return_df")
+    assert job_cancel(job=job, actor=analyst)
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+    assert [(t.from_state, t.to_state) for t in job.transitions.all()] == [("queued", "cancelled")]
+
+
+def test_a_submit_message_delivered_twice_posts_once(live, analyst):
+    job = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 1})
+    tasks.submit_job.delay(job.pk)
+    tasks.submit_job.delay(job.pk)
+    wait_terminal(job)
+    assert job.state == JobState.SUCCEEDED
+    assert EngineCall.objects.filter(script_name="timer").count() == 1
+    assert JobTransition.objects.filter(job=job, to_state=JobState.SUBMITTING).count() == 1
+
+
+def test_jobs_survive_a_worker_killed_mid_run(live, analyst):
+    jobs = [submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 2 + i % 5}) for i in range(100)]
+    wait_for(lambda: Job.objects.filter(state=JobState.PENDING).count() >= 20, timeout=60, what="jobs in flight")
+    live.kill("worker", signal.SIGKILL)
+    live.start_worker()
+    for job in jobs:
+        wait_terminal(job, timeout=180)
+    states = {job.state for job in jobs}
+    assert states <= TERMINAL_STATES
+    assert sum(job.state == JobState.SUCCEEDED for job in jobs) >= 95, states
+    failed = [job for job in jobs if job.state != JobState.SUCCEEDED]
+    # A job caught between POST and commit by the kill is failed with that reason, never resubmitted.
+    assert all("submission outcome unknown" in job.last_error for job in failed)
+    assert EngineCall.objects.filter(script_name="timer").count() <= 100
+
+
+@pytest.fixture
+def second_stack(transactional_db, tmp_path, request):
+    """A stack of its own with engine settings for one test (token lifetime, faults, two workers)."""
+    stacks = []
+
+    def start(env: dict, workers: int = 1) -> Stack:
+        from jobs.services import connection_save
+        from tests.conftest import seed_engine
+
+        stack = Stack(log_dir=tmp_path, env=env)
+        stacks.append(stack)
+        seed_engine()
+        stack.start_web()
+        stack.start_engine_worker()
+        for number in range(workers):
+            stack.start_worker(name=f"worker{number}", beat=number == 0)
+        connection_save(name="Engine", base_url=stack.base_url, username="OMLUSER", password="omluser", is_default=True)
+        return stack
+
+    yield start
+    for stack in stacks:
+        stack.stop()
+
+
+def test_long_jobs_succeed_while_tokens_expire_every_few_seconds(second_stack, analyst):
+    second_stack({"OMLENGINE_TOKEN_LIFETIME": "3", "OML_TOKEN_REFRESH_MARGIN": "1"})
+    jobs = [submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 8}) for _ in range(5)]
+    for job in jobs:
+        wait_terminal(job)
+        assert job.state == JobState.SUCCEEDED, job.last_error
+
+
+def test_every_job_succeeds_with_the_engine_answering_20_percent_503(second_stack, analyst):
+    second_stack({"OMLENGINE_FAULTS": "503=0.2"})
+    jobs = [submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 1 + i % 3}) for i in range(40)]
+    for job in jobs:
+        wait_terminal(job, timeout=120)
+    assert [job.state for job in jobs] == [JobState.SUCCEEDED] * len(jobs), [j.last_error for j in jobs]
+    assert EngineCall.objects.filter(script_name="timer").count() == len(jobs)
+
+
+def test_two_workers_sweep_the_same_jobs_without_polling_one_twice(second_stack, analyst):
+    second_stack({}, workers=2)
+    jobs = [submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 3 + i % 7}) for i in range(200)]
+    for job in jobs:
+        wait_terminal(job, timeout=240)
+    assert {job.state for job in jobs} == {JobState.SUCCEEDED}
+    for job in jobs:
+        moves = list(JobTransition.objects.filter(job=job).values_list("from_state", "to_state"))
+        assert len(moves) == len(set(moves)) == 4
+        # Every status request the engine saw was counted by exactly one sweep: a job polled by two
+        # sweeps at once would show more requests at the engine than on the job, or the reverse.
+        assert EngineJob.objects.get(pk=job.oml_job_id).status_requests == job.poll_count
