@@ -18,7 +18,16 @@ class ConnectionAdminForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["name", "base_url", "api_version", "username", "password", "poll_budget", "is_default"]
+        fields = [
+            "name",
+            "base_url",
+            "api_version",
+            "username",
+            "password",
+            "poll_budget",
+            "poll_strategy",
+            "is_default",
+        ]
 
     def clean(self):
         cleaned = super().clean()
@@ -42,6 +51,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             password=data.get("password") or None,
             api_version=data["api_version"],
             poll_budget=data["poll_budget"],
+            poll_strategy=data["poll_strategy"],
             is_default=data["is_default"],
         )
         # Field names only: the password's value never enters the trail.

@@ -72,12 +72,13 @@ def _script_snapshot(job: Job, client: OMLClient) -> dict:
 
 def expectation_for(job: Job) -> polling.Expectation | None:
     """What past successful runs of the same script on the same connection say about this one."""
-    if settings.JOBS_POLL_STRATEGY != "learned":
+    if strategy_of(job) != "learned":
         return None
     runs = (
         Job.objects.filter(
             connection_id=job.connection_id,
             script_name=job.script_name,
+            script_owner=job.script_owner,
             state=S.SUCCEEDED,
             async_flag=True,
             oml_accepted_at__isnull=False,
@@ -87,6 +88,11 @@ def expectation_for(job: Job) -> polling.Expectation | None:
         .values_list("oml_accepted_at", "oml_finished_at", "oml_elapsed_seconds")[: polling.HISTORY_RUNS]
     )
     return polling.learn([(done - accepted).total_seconds() for accepted, done, _ in runs])
+
+
+def strategy_of(job: Job) -> str:
+    """The connection's poll strategy, or the deployment's default."""
+    return job.connection.poll_strategy or settings.JOBS_POLL_STRATEGY
 
 
 def _refusals(job_id: int) -> int:
@@ -142,7 +148,7 @@ def submit(job_id: int) -> None:
             oml_job_id=answer.job_id,
             oml_job_url=answer.job_url,
             oml_accepted_at=accepted,
-            next_poll_at=accepted + timedelta(seconds=_first_delay(expected)),
+            next_poll_at=accepted + timedelta(seconds=_first_delay(job, expected)),
             deadline_at=accepted + timedelta(seconds=timeout + settings.JOBS_DEADLINE_GRACE),
         )
         return
@@ -164,8 +170,8 @@ def submit(job_id: int) -> None:
         )
 
 
-def _first_delay(expected: polling.Expectation | None) -> float:
-    if settings.JOBS_POLL_STRATEGY == "fixed":
+def _first_delay(job: Job, expected: polling.Expectation | None) -> float:
+    if strategy_of(job) == "fixed":
         return settings.JOBS_POLL_FIXED_INTERVAL
     return polling.first_delay(expected)
 
@@ -370,7 +376,7 @@ def _poll_in_thread(job_id: int) -> None:
 
 def _schedule(job: Job, now) -> timedelta:
     age = (now - (job.oml_accepted_at or job.created_at)).total_seconds()
-    if settings.JOBS_POLL_STRATEGY == "fixed":
+    if strategy_of(job) == "fixed":
         return timedelta(seconds=settings.JOBS_POLL_FIXED_INTERVAL)
     expected = (
         polling.Expectation(job.expected_seconds, job.expected_spread or polling.MIN_SPREAD)

@@ -33,6 +33,14 @@ class Connection(models.Model):
     poll_budget = models.PositiveIntegerField(
         default=20, help_text="Most status requests per second the workers send to this server."
     )
+
+    class PollStrategy(models.TextChoices):
+        DEFAULT = "", "Default (the JOBS_POLL_STRATEGY setting)"
+        LEARNED = "learned", "Learned from each script's past durations"
+        BACKOFF = "backoff", "Backoff (x1.5 up to the cap)"
+        FIXED = "fixed", "Fixed interval"
+
+    poll_strategy = models.CharField(max_length=10, choices=PollStrategy.choices, default="", blank=True)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -231,6 +231,7 @@ def connection_save(
     password: str | None,
     api_version: str = Connection.ApiVersion.V2,
     poll_budget: int = 20,
+    poll_strategy: str = "",
     is_default: bool = False,
     connection: Connection | None = None,
 ) -> Connection:
@@ -246,6 +247,7 @@ def connection_save(
         connection.username = username
         connection.api_version = api_version
         connection.poll_budget = poll_budget
+        connection.poll_strategy = poll_strategy
         connection.is_default = is_default
         if password is not None:
             connection.set_password(password)
