@@ -204,3 +204,33 @@ def live_connection():
     from jobs.models import Connection
 
     return Connection.objects.get(is_default=True)
+
+
+def test_the_pages_run_under_the_content_security_policy_without_a_violation(live, page, login, make_user):
+    analyst = make_user("analyst")
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    done = job_create(
+        owner=analyst,
+        spec=parse_job_request({"kind": "do_eval", "script": "return_df", "parameters": {"num": 5, "scale": 10}}),
+    )
+    login(page, "analyst")
+
+    page.goto(live.url(f"/jobs/{done.uuid}/"))
+    expect(page.locator("#job-state")).to_have_text("Succeeded", timeout=LIVE_WAIT)
+    expect(page.locator("#result-preview table")).to_be_visible()
+    response = page.goto(live.url("/jobs/"))
+    assert "script-src 'self'" in response.headers.get("content-security-policy", "")
+    expect(page.locator("#history-table")).to_be_visible()
+    open_compose(page, live)
+    page.select_option("#id_script", "return_df")
+    expect(page.locator("#preview-url")).to_contain_text("/do-eval/return_df")
+    page.goto(live.url(f"/jobs/{done.uuid}/clone/"))
+    expect(page.locator("#id_script")).to_have_value("return_df")
+    page.goto(live.url("/jobs/00000000-0000-0000-0000-000000000000/"))
+    expect(page.locator("h1")).to_have_text("Nothing here")
+
+    assert violations == []
