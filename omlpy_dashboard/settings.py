@@ -13,6 +13,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -208,6 +209,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # The folder is polled: without a short interval a worker takes about one message a second.
+        "polling_interval": 0.05,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
     # A task not acknowledged within this time is handed to another worker; it must exceed the hard
@@ -235,6 +238,16 @@ CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME", default
 CELERY_TASK_ALWAYS_EAGER = False
 # One queue name per deployment; test runs pick their own so that they never share a broker's queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="omlpy")
+# The poll sweep and the janitor have a queue of their own, so that a backlog of submissions never delays
+# the polling of jobs already in flight. Every worker consumes both.
+CELERY_TASK_QUEUES = [
+    Queue(CELERY_TASK_DEFAULT_QUEUE),
+    Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"),
+]
+CELERY_TASK_ROUTES = {
+    "jobs.tasks.poll_sweep": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
+    "jobs.tasks.janitor": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
+}
 
 # --- Job lifecycle ------------------------------------------------------------------------------
 JOBS_SWEEP_INTERVAL = env.float("JOBS_SWEEP_INTERVAL", default=1.0)

@@ -132,6 +132,23 @@ class Stack:
             argv += ["--beat", "--schedule", str(self.log_dir / f"{name}-beat-schedule")]
         return self._spawn(name, argv)
 
+    def start_beat(self, name: str = "beat") -> subprocess.Popen:
+        """Beat on its own, as in production (exactly one per deployment)."""
+        return self._spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "omlpy_dashboard",
+                "beat",
+                "--loglevel=INFO",
+                "--schedule",
+                str(self.log_dir / f"{name}-schedule"),
+            ],
+        )
+
     def start_engine_worker(self) -> None:
         if "omlengine_worker" in get_commands():
             self._spawn("engine", [sys.executable, "manage.py", "omlengine_worker"])

@@ -1,0 +1,384 @@
+"""How well one worker tracks many in-flight asynchronous jobs.
+
+Starts its own system (gunicorn serving the embedded engine, one Celery worker with beat) on a throwaway
+database, submits timer jobs (the engine completes them after a given duration without holding an execution
+slot), waits for every job to end, and prints figures; the last line is one JSON object.
+
+    python bench/track.py                          # 1,000 jobs of 5-60 s on SQLite + filesystem broker
+    python bench/track.py --db postgres --jobs 10000 --min 60 --max 600
+    python bench/track.py --strategy --db postgres  # fixed 2 s vs backoff vs learned, side by side
+
+Lag is the time from the engine finishing a job (its due time) to the dashboard recording `succeeded`.
+Polls are the status requests the dashboard sent for a job (they equal the engine's count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import math
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Recurring scripts of the --strategy workload: median durations (seconds) spread from 10 to 300.
+MEDIANS = [10, 20, 45, 90, 180, 300]
+SPREAD = 0.10  # lognormal sigma: durations vary by about 10 % around each median
+HISTORY_RUNS = 20
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def configure(args) -> dict:
+    """Environment for this process and the ones it starts, before Django is imported."""
+    var_dir = Path(tempfile.mkdtemp(prefix="omlpy-track-"))
+    env = {
+        "VAR_DIR": str(var_dir),
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "OMLENGINE_ENABLED": "true",
+        "OMLENGINE_TIMER_SCRIPTS": "true",
+        "SECURE_COOKIES": "false",
+        "LOG_LEVEL": "WARNING",
+        "JOBS_SWEEP_BATCH": str(args.batch),
+        "JOBS_SWEEP_THREADS": str(args.threads),
+        "JOBS_SWEEP_INTERVAL": str(args.sweep_interval),
+        "JOBS_POLL_CAP": str(args.cap),
+        "CELERY_QUEUE": f"track-{os.getpid()}",
+        "CACHE_KEY_PREFIX": f"track-{os.getpid()}",
+        "DJANGO_SETTINGS_MODULE": "omlpy_dashboard.settings",
+    }
+    if args.db == "postgres":
+        name = f"omlpy_track_{os.getpid()}"
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"CREATE DATABASE {name}"], check=True)
+        env |= {
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11",
+            "REDIS_URL": "redis://127.0.0.1:6379/12",
+        }
+        env["_DROP_DATABASE"] = name
+    os.environ.update({k: v for k, v in env.items() if not k.startswith("_")})
+    return env
+
+
+def cleanup(env: dict) -> None:
+    import shutil
+
+    if env.get("_DROP_DATABASE"):
+        from django.db import connections
+
+        connections.close_all()
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-q",
+                "-c",
+                f"DROP DATABASE IF EXISTS {env['_DROP_DATABASE']}",
+            ],
+            check=False,
+        )
+    shutil.rmtree(env["VAR_DIR"], ignore_errors=True)
+
+
+class RssSampler(threading.Thread):
+    """Samples the worker's resident memory (main process plus its pool children)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_total = 0.0
+        self.peak_single = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.stop.is_set():
+            # A process may end between listing and reading it: sample again next time.
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+                sizes = [p.memory_info().rss / 1e6 for p in procs if p.is_running()]
+                self.peak_total = max(self.peak_total, sum(sizes))
+                self.peak_single = max(self.peak_single, max(sizes, default=0))
+            self.stop.wait(0.5)
+
+
+def sweep_query_ms() -> float | None:
+    """Time of the sweep's claim query at this moment (EXPLAIN ANALYZE on PostgreSQL)."""
+    from django.db import connection
+
+    sql = (
+        "SELECT id, connection_id FROM jobs_job WHERE state = 'pending' AND next_poll_at <= %s "
+        "ORDER BY next_poll_at LIMIT 500"
+    )
+    from django.utils import timezone
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", [timezone.now()])
+            return float(cursor.fetchone()[0][0]["Execution Time"])
+        started = time.perf_counter()
+        cursor.execute(sql, [timezone.now()])
+        cursor.fetchall()
+        return (time.perf_counter() - started) * 1000
+
+
+def register_recurring_scripts() -> list[str]:
+    """The timer script registered under one owner per median: a separate, recurring script each."""
+    from django.core.management import call_command
+
+    source = ROOT / "omlengine" / "seed_scripts" / "timer.py"
+    owners = [f"NIGHTLY_{median}" for median in MEDIANS]
+    for owner in owners:
+        call_command(
+            "omlengine_script",
+            "add",
+            "timer",
+            str(source),
+            "--owner",
+            owner,
+            "--global",
+            "--description",
+            f"recurring job of about {owner.split('_')[1]} s",
+            verbosity=0,
+        )
+    return owners
+
+
+def seed_history(connection, user, owners: list[str], rng: random.Random) -> None:
+    """Past successful runs of each recurring script: what the dashboard knows from earlier days."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import Job
+
+    now = timezone.now()
+    rows = []
+    for owner, median in zip(owners, MEDIANS, strict=True):
+        for day in range(HISTORY_RUNS):
+            duration = median * math.exp(rng.gauss(0, SPREAD))
+            accepted = now - timedelta(days=day + 1)
+            rows.append(
+                Job(
+                    owner=user,
+                    connection=connection,
+                    kind="do_eval",
+                    script_name="timer",
+                    script_owner=owner,
+                    parameters={"seconds": round(duration, 3)},
+                    state="succeeded",
+                    submitted_at=accepted,
+                    oml_accepted_at=accepted,
+                    oml_finished_at=accepted + timedelta(seconds=duration),
+                    result_fetched_at=accepted + timedelta(seconds=duration),
+                    finished_at=accepted + timedelta(seconds=duration),
+                )
+            )
+    created = Job.objects.bulk_create(rows)
+    # created_at is set on insert; move it back to the run's own day so the history reads as the past.
+    for job in created:
+        Job.objects.filter(pk=job.pk).update(created_at=job.oml_accepted_at)
+
+
+def summarise(jobs, engine_finish: dict) -> dict:
+    lags = []
+    polls = []
+    for job in jobs:
+        polls.append(job.poll_count)
+        finished = engine_finish.get(job.oml_job_id)
+        if job.state == "succeeded" and finished and job.finished_at:
+            lags.append((job.finished_at - finished).total_seconds())
+    return {
+        "jobs": len(jobs),
+        "succeeded": sum(job.state == "succeeded" for job in jobs),
+        "polls_per_job_mean": round(sum(polls) / len(polls), 2) if polls else None,
+        "polls_per_job_median": percentile(polls, 0.5),
+        "polls_per_job_max": max(polls, default=None),
+        "lag_p50_s": _round(percentile(lags, 0.5)),
+        "lag_p95_s": _round(percentile(lags, 0.95)),
+        "lag_max_s": _round(max(lags, default=None)),
+    }
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--min", type=float, default=5.0, help="shortest timer duration (s)")
+    parser.add_argument("--max", type=float, default=60.0, help="longest timer duration (s)")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--strategy", action="store_true", help="compare fixed 2 s, backoff and learned polling")
+    parser.add_argument("--per-script", type=int, default=10, help="--strategy: jobs per script and strategy")
+    parser.add_argument("--batch", type=int, default=1000, help="JOBS_SWEEP_BATCH")
+    parser.add_argument("--threads", type=int, default=32, help="JOBS_SWEEP_THREADS")
+    parser.add_argument("--sweep-interval", type=float, default=1.0)
+    parser.add_argument("--cap", type=float, default=10.0, help="JOBS_POLL_CAP")
+    parser.add_argument("--concurrency", type=int, default=1, help="pool processes of the one Celery worker")
+    parser.add_argument("--settle", type=float, default=120.0, help="seconds allowed after the last due time")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    env = configure(args)
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from jobs.models import Job
+    from jobs.services import connection_save, job_create
+    from jobs.specs import parse_job_request
+    from omlengine.models import EngineJob
+    from tests.stack import Stack
+
+    stack = None
+    sampler = None
+    started = time.monotonic()
+    try:
+        call_command("migrate", verbosity=0)
+        call_command("omlengine_seed", verbosity=0)
+        rng = random.Random(args.seed)
+        user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(12))
+        stack = Stack(log_dir=Path(env["VAR_DIR"]) / "logs")
+        stack.start_web()
+
+        def connection(name: str, strategy: str = "", default: bool = False):
+            return connection_save(
+                name=name,
+                base_url=stack.base_url,
+                username="OMLUSER",
+                password="omluser",  # noqa: S106
+                poll_budget=5000,
+                poll_strategy=strategy,
+                is_default=default,
+            )
+
+        plan: list[tuple[object, dict]] = []  # (connection, request)
+        if args.strategy:
+            owners = register_recurring_scripts()
+            connections = {s: connection(f"engine ({s})", s, s == "learned") for s in ("fixed", "backoff", "learned")}
+            seed_history(connections["learned"], user, owners, rng)
+            for _ in range(args.per_script):
+                for owner, median in zip(owners, MEDIANS, strict=True):
+                    seconds = round(median * math.exp(rng.gauss(0, SPREAD)), 3)
+                    for strategy, conn in connections.items():
+                        plan.append((conn, {"script_owner": owner, "parameters": {"seconds": seconds}, "_s": strategy}))
+            horizon = max(MEDIANS) * math.exp(3 * SPREAD)
+        else:
+            conn = connection("engine", "", True)
+            for _ in range(args.jobs):
+                plan.append((conn, {"parameters": {"seconds": round(rng.uniform(args.min, args.max), 3)}}))
+            horizon = args.max
+
+        # The worker alone is measured; beat runs beside it as its own process, as in production.
+        worker = stack.start_worker(concurrency=args.concurrency, beat=False)
+        stack.start_beat()
+        sampler = RssSampler(worker.pid)
+        sampler.start()
+
+        submit_started = time.monotonic()
+        strategies: dict[int, str] = {}
+        for conn, request in plan:
+            label = request.pop("_s", "")
+            spec = parse_job_request({"connection": conn.pk, "kind": "do_eval", "script": "timer", **request})
+            job = job_create(owner=user, spec=spec)
+            strategies[job.pk] = label
+        submit_seconds = time.monotonic() - submit_started
+        print(f"submitted {len(plan)} jobs in {submit_seconds:.1f} s", flush=True)
+
+        measured = Job.objects.filter(pk__in=list(strategies))
+        deadline = time.monotonic() + horizon + args.settle
+        sweep_ms: list[float] = []
+        peak_in_flight = 0
+        while time.monotonic() < deadline:
+            active = measured.exclude(state__in=["succeeded", "failed", "timed_out", "cancelled"]).count()
+            in_flight = measured.filter(state="pending").count()
+            peak_in_flight = max(peak_in_flight, in_flight)
+            if in_flight:
+                sweep_ms.append(sweep_query_ms())
+            print(
+                f"  t={time.monotonic() - started:6.0f}s active={active} pending={in_flight} "
+                f"worker_rss={sampler.peak_total:.0f}MB",
+                flush=True,
+            )
+            if active == 0:
+                break
+            time.sleep(5)
+
+        jobs = list(measured)
+        engine_finish = dict(
+            EngineJob.objects.filter(pk__in=[j.oml_job_id for j in jobs if j.oml_job_id]).values_list(
+                "pk", "finished_at"
+            )
+        )
+        engine_finish = {str(k): v for k, v in engine_finish.items()}
+        terminal = {"succeeded", "failed", "timed_out", "cancelled"}
+        figures = {
+            "db": args.db,
+            "jobs": len(plan),
+            "lost": len(plan) - len(jobs),
+            "stuck": sum(job.state not in terminal for job in jobs),
+            "failed": sum(job.state == "failed" for job in jobs),
+            "peak_in_flight": peak_in_flight,
+            "worker_peak_rss_mb": round(sampler.peak_total, 1),
+            "worker_peak_rss_single_process_mb": round(sampler.peak_single, 1),
+            "sweep_query_ms_p50": _round(percentile(sweep_ms, 0.5)),
+            "sweep_query_ms_max": _round(max(sweep_ms, default=None)),
+            "submit_seconds": round(submit_seconds, 1),
+            "wall_seconds": round(time.monotonic() - started, 1),
+        }
+        if args.strategy:
+            by_strategy = {}
+            for strategy in ("fixed", "backoff", "learned"):
+                chosen = [job for job in jobs if strategies[job.pk] == strategy]
+                by_strategy[strategy] = summarise(chosen, engine_finish)
+                print(f"{strategy:8s} {json.dumps(by_strategy[strategy])}")
+            fixed, learned = by_strategy["fixed"], by_strategy["learned"]
+            if fixed["polls_per_job_mean"] and learned["polls_per_job_mean"]:
+                figures["poll_ratio_fixed_to_learned"] = round(
+                    fixed["polls_per_job_mean"] / learned["polls_per_job_mean"], 2
+                )
+            figures["strategies"] = by_strategy
+        else:
+            summary = summarise(jobs, engine_finish)
+            figures |= {k: v for k, v in summary.items() if k != "jobs"}
+        print(json.dumps(figures))
+    finally:
+        if sampler:
+            sampler.stop.set()
+        if stack:
+            stack.stop()
+        cleanup(env)
+
+
+if __name__ == "__main__":
+    main()
