@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
 from . import execution, runner, services
@@ -71,14 +71,23 @@ class EngineWorker:
         runner.warm_up()
         logger.info("engine worker %s started with %d slots", self.name, self.slots)
         while not self.stopping.is_set():
-            close_old_connections()
-            self._reap()
-            self._every("heartbeat", HEARTBEAT_SECONDS, self._heartbeat)
-            self._every("orphans", ORPHAN_CHECK_SECONDS, self._fail_orphans)
-            self._every("purge", PURGE_SECONDS, self._purge)
-            self._claim()
+            try:
+                self._tick()
+            except DatabaseError:
+                # The database went away or a query failed: running jobs carry on; try again shortly.
+                logger.exception("engine worker %s: database error; retrying", self.name)
+                connections.close_all()
+                self.stopping.wait(1.0)
             self.stopping.wait(POLL_SECONDS)
         self._shut_down()
+
+    def _tick(self) -> None:
+        close_old_connections()
+        self._reap()
+        self._every("heartbeat", HEARTBEAT_SECONDS, self._heartbeat)
+        self._every("orphans", ORPHAN_CHECK_SECONDS, self._fail_orphans)
+        self._every("purge", PURGE_SECONDS, self._purge)
+        self._claim()
 
     def _every(self, what: str, seconds: float, action) -> None:
         now = time.monotonic()
