@@ -296,6 +296,8 @@ def iter_rows(source: Source, shape: str) -> Iterator[tuple[Any, dict]]:
 
 def _union(columns: dict[str, None], rows: Iterable[dict]) -> dict[str, None]:
     for row in rows:
+        if row.keys() <= columns.keys():
+            continue
         for name in row:
             if name not in columns:
                 columns[name] = None
@@ -346,14 +348,18 @@ def table_values(header: Header, lead: Any, cells: dict) -> list[Any]:
 def cell_text(value: Any) -> str:
     """A value as one CSV cell: strings as they are, numbers and booleans as JSON writes them, null and a
     missing key as an empty cell, lists and objects as compact JSON."""
+    kind = type(value)
+    if kind is str:
+        return value
     if value is None or value is MISSING:
         return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return json.dumps(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float:
+        # What json.dumps writes for a finite float (the parser never yields NaN or infinity).
+        return float.__repr__(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

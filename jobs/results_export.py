@@ -38,8 +38,13 @@ def csv_chunks(source: Source, shape: str) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header.names)
+    columns, has_lead, text = header.columns, header.lead is not None, cell_text
     for lead, cells in iter_rows(source, shape):
-        writer.writerow([cell_text(v) for v in table_values(header, lead, cells)])
+        get = cells.get
+        row = [text(get(name)) for name in columns]
+        if has_lead:
+            row.insert(0, text(lead))
+        writer.writerow(row)
         if buffer.tell() >= CSV_FLUSH_BYTES:
             yield buffer.getvalue().encode()
             buffer.seek(0)

@@ -1,0 +1,260 @@
+"""Download a ~100 MB result as CSV and as JSON over HTTP and measure the web server's memory.
+
+    .venv/bin/python bench/download.py [--mb 100]
+
+1. Makes a throwaway SQLite database under a temporary VAR_DIR, migrates it, and stores one job whose
+   result is a list of row records of about --mb megabytes (through job_result_store, in chunks; the body is
+   generated piece by piece, never whole).
+2. Starts the real web server (gunicorn, one gthread worker) on that database as a subprocess.
+3. Signs in through the login form, then downloads /jobs/<uuid>/result.csv and /result.json, reading the
+   answers in 1 MB pieces, while a thread samples the resident memory of the server's processes (psutil).
+4. Stops the server and removes the temporary directory.
+
+The last line printed is one JSON object: for each format the bytes received, the seconds taken and the
+server's peak memory growth in MB over its resident size just before that download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+USERNAME = "bench"
+PASSWORD = secrets.token_urlsafe(12)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_environment(var_dir: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "VAR_DIR": str(var_dir),
+        "DATABASE_URL": f"sqlite:///{var_dir / 'bench.sqlite3'}",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "SECURE_COOKIES": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "OMLENGINE_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+        "PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def record_chunks(target_bytes: int, rows_per_piece: int = 5000):
+    """`{"result":[{...},...]}` in pieces of a few hundred KB; yields (piece, rows so far)."""
+    yield b'{"result":['
+    written, row = 0, 0
+    while written < target_bytes:
+        parts = []
+        for _ in range(rows_per_piece):
+            record = {
+                "ID": row,
+                "SEPAL_LENGTH": round(4.3 + (row % 36) / 10, 1),
+                "SPECIES": ("setosa", "versicolor", "virginica")[row % 3],
+                "SCORE": row * 0.000123,
+                "OK": row % 7 != 0,
+                "NOTE": f'row {row}, with a comma and "quotes"',
+            }
+            parts.append(("," if row else "") + json.dumps(record, separators=(",", ":")))
+            row += 1
+        piece = "".join(parts).encode()
+        written += len(piece)
+        yield piece
+    yield b"]}"
+
+
+def prepare(target_bytes: int) -> tuple[str, int, int]:
+    """Migrate, create the user and a job with its result; returns (job uuid, body bytes, rows)."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omlpy_dashboard.settings")
+    sys.path.insert(0, str(ROOT))
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from jobs.models import Job
+    from jobs.results import describe_result, result_source
+    from jobs.services import connection_save, job_result_store, job_transition
+    from jobs.states import JobKind, JobState
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)
+    owner = get_user_model().objects.create_user(USERNAME, password=PASSWORD)
+    connection = connection_save(
+        name="Bench",
+        base_url="http://127.0.0.1:9",
+        username="OMLUSER",
+        password=secrets.token_urlsafe(8),
+        is_default=True,
+    )
+    job = Job.objects.create(
+        owner=owner, connection=connection, kind=JobKind.TABLE_APPLY, script_name="bench_records", input_sql="select 1"
+    )
+    now = timezone.now()
+    job_transition(job_id=job.pk, to_state=JobState.RUNNING, reason="bench", submitted_at=now)
+    result = job_result_store(job_id=job.pk, chunks=record_chunks(target_bytes), content_type="application/json")
+    started = time.monotonic()
+    shape, rows = describe_result(result_source(result))
+    print(
+        f"stored {result.size_bytes} bytes in {result.chunk_count} chunks; {shape}, {rows} rows "
+        f"(described in {time.monotonic() - started:.1f} s)",
+        flush=True,
+    )
+    result.__class__.objects.filter(pk=result.pk).update(shape=shape, row_count=rows)
+    job_transition(job_id=job.pk, to_state=JobState.SUCCEEDED, reason="bench", result_fetched_at=timezone.now())
+    return str(job.uuid), result.size_bytes, rows
+
+
+class MemorySampler(threading.Thread):
+    """Samples the summed resident memory of a process and its children every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.running = True
+
+    def rss(self) -> int:
+        import psutil
+
+        total = 0
+        for proc in [self.process, *self.process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.memory_info().rss
+        return total
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(self.interval)
+
+
+def download(session, url: str, server_pid: int) -> dict:
+    sampler = MemorySampler(server_pid)
+    baseline = sampler.rss()
+    sampler.start()
+    started = time.monotonic()
+    received = 0
+    with session.get(url, stream=True, timeout=600) as response:
+        response.raise_for_status()
+        for piece in response.iter_content(1024 * 1024):
+            received += len(piece)
+    seconds = time.monotonic() - started
+    sampler.running = False
+    sampler.join()
+    return {
+        "bytes": received,
+        "seconds": round(seconds, 2),
+        "mb_per_s": round(received / seconds / 1e6, 1),
+        "peak_memory_growth_mb": round((sampler.peak - baseline) / 1e6, 1),
+        "server_rss_before_mb": round(baseline / 1e6, 1),
+    }
+
+
+def sign_in(session, base: str) -> None:
+    session.get(f"{base}/accounts/login/", timeout=30).raise_for_status()
+    answer = session.post(
+        f"{base}/accounts/login/",
+        data={"username": USERNAME, "password": PASSWORD, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{base}/accounts/login/"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    if "sessionid" not in session.cookies:
+        raise RuntimeError("sign-in failed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=100.0, help="approximate size of the result body in MB")
+    args = parser.parse_args()
+
+    import requests
+
+    var_dir = Path(tempfile.mkdtemp(prefix="omlpy-bench-download-"))
+    port = free_port()
+    env = bench_environment(var_dir, port)
+    os.environ.update(env)
+    server = None
+    try:
+        job_uuid, size, rows = prepare(int(args.mb * 1_000_000))
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "omlpy_dashboard.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "4",
+                "--timeout",
+                "600",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(var_dir / "web.log", "wb"),  # noqa: SIM115
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{base}/accounts/login/", timeout=10)
+                break
+            except requests.RequestException:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((var_dir / "web.log").read_text()) from None
+                time.sleep(0.2)
+        session = requests.Session()
+        sign_in(session, base)
+        # Warm the worker (imports, templates, connection) before measuring.
+        session.get(f"{base}/jobs/{job_uuid}/result/", timeout=600).raise_for_status()
+        figures = {"result_bytes": size, "rows": rows}
+        for fmt in ("csv", "json"):
+            figures[fmt] = download(session, f"{base}/jobs/{job_uuid}/result.{fmt}", server.pid)
+            print(f"{fmt}: {json.dumps(figures[fmt])}", flush=True)
+        print(json.dumps(figures))
+    finally:
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
