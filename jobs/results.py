@@ -231,9 +231,31 @@ def describe_result(body: bytes | Iterable[bytes] | Source) -> tuple[str, int | 
         return TEXT, None
 
 
+def peek_shape(source: Source) -> str:
+    """A body's shape judged from its first item or group only: for bodies stored without a shape, so that a
+    page need not read a large body through first. Rows that do not fit the shape still come out (iter_rows)."""
+    try:
+        layout = _layout(source)
+        if layout.kind == "invalid":
+            return TEXT
+        if layout.kind == "scalar":
+            return describe_result(source)[0]
+        if layout.kind == "array":
+            items = ijson.items(_open(source), layout.items_prefix(), use_float=True, buf_size=_READ_SIZE)
+            first = next(iter(items), MISSING)
+            if _is_graphic(first):
+                return GRAPHICS
+            return RECORDS if isinstance(first, dict) else LIST
+        entries = ijson.kvitems(_open(source), layout.prefix, use_float=True, buf_size=_READ_SIZE)
+        first = next(iter(entries), None)
+        return GROUPS if first is not None and frame_rows(first[1]) is not None else OBJECT
+    except (ijson.JSONError, UnicodeDecodeError, ValueError):
+        return TEXT
+
+
 def shape_of(result) -> str:
-    """A stored result's shape, as recorded when stored, or read from the body when it was not."""
-    return result.shape or describe_result(result_source(result))[0]
+    """A stored result's shape, as recorded when stored, or judged from its first item when it was not."""
+    return result.shape or peek_shape(result_source(result))
 
 
 # --- Rows -----------------------------------------------------------------------------------------
@@ -283,8 +305,12 @@ def iter_rows(source: Source, shape: str) -> Iterator[tuple[Any, dict]]:
                 yield n, item
     elif shape == GROUPS:
         for label, value in ijson.kvitems(_open(source), layout.prefix, use_float=True, buf_size=_READ_SIZE):
-            for row in frame_rows(value) or []:
-                yield label, row
+            rows = frame_rows(value)
+            if rows is None:
+                # A group that is not a frame (a body judged by its first group only) is still shown.
+                yield label, {"value": value}
+            else:
+                yield from ((label, row) for row in rows)
     elif shape == OBJECT:
         for key, value in ijson.kvitems(_open(source), layout.prefix, use_float=True, buf_size=_READ_SIZE):
             for path, leaf in _leaves(value, (key,), 1):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jobs.results import bytes_source, describe_result, iter_rows
+from jobs.results import bytes_source, describe_result, iter_rows, peek_shape
 
 GROUPS = {
     "versicolor_8": {"SEPAL_LENGTH": {"0": 5.7}, "SPECIES": {"0": "versicolor"}, "COUNT": {"0": 5}},
@@ -67,3 +67,27 @@ def test_group_apply_rows_carry_their_group_label_in_the_order_sent():
 def test_object_rows_are_leaves_named_by_json_pointer():
     rows = list(iter_rows(bytes_source(body({"a/b": {"c": [1, {}]}, "d": None})), "object"))
     assert rows == [("/a~1b/c/0", {"value": 1}), ("/a~1b/c/1", {"value": {}}), ("/d", {"value": None})]
+
+
+@pytest.mark.parametrize(
+    ("raw", "shape"),
+    [
+        (body([{"A": 1}, 2]), "records"),
+        (body([{"IMAGE": "x", "DATA": "1", "ID": 1}]), "graphics"),
+        (body([1, {"A": 1}]), "list"),
+        (body(GROUPS), "groups"),
+        (body({"a": 1, "b": {"c": {"0": 1}}}), "object"),
+        (body(3), "scalar"),
+        (b"nope", "text"),
+    ],
+)
+def test_a_body_stored_without_a_shape_is_judged_by_its_first_item(raw, shape):
+    assert peek_shape(bytes_source(raw)) == shape
+
+
+def test_rows_that_do_not_fit_the_judged_shape_still_come_out():
+    raw = body({**GROUPS, "odd": 5})
+    rows = list(iter_rows(bytes_source(raw), "groups"))
+    assert rows[-1] == ("odd", {"value": 5})
+    assert len(rows) == 4
+    assert list(iter_rows(bytes_source(body([{"A": 1}, 2])), "records")) == [(1, {"A": 1}), (2, {"value": 2})]
