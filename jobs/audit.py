@@ -37,7 +37,7 @@ class AuditAction:
     RERUN = "rerun"
     CLONE = "clone"
     RESULT_VIEW = "result_view"
-    DOWNLOAD = "download"
+    RESULT_DOWNLOAD = "result_download"
     LOGIN = "login"
     LOGOUT = "logout"
     LOGIN_FAILED = "login_failed"

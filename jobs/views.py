@@ -109,7 +109,8 @@ def _compose(request, *, parent: Job | None, initial: dict, action_url: str):
             errors = exc.message_dict
             values = form_values(request.POST)
         else:
-            job = job_create(owner=request.user, spec=spec, parent=parent, request=request)
+            action = "clone" if parent is not None else "submit"
+            job = job_create(owner=request.user, spec=spec, parent=parent, request=request, action=action)
             messages.success(request, f"Job {job.uuid} is queued.")
             return redirect("jobs:detail", job_uuid=job.uuid)
     connections = list(Connection.objects.all())

@@ -98,9 +98,9 @@ def test_filters_narrow_by_actor_action_target_and_time(client, people):
 
 
 def test_keyset_pages_walk_every_entry_once_newest_first(client, people):
-    made = [audit_record(action="download", actor=people["ana"], target_id=str(n)).pk for n in range(120)]
+    made = [audit_record(action="result_download", actor=people["ana"], target_id=str(n)).pk for n in range(120)]
     client.force_login(people["root"])
-    assert _page_ids(client, {"action": "download"}) == list(reversed(made))
+    assert _page_ids(client, {"action": "result_download"}) == list(reversed(made))
 
 
 def test_the_csv_export_with_filters_equals_the_filtered_pages_rows(client, people):
