@@ -22,6 +22,7 @@ import math
 import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -247,6 +248,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
+    # Stopped from outside, still stop everything this script started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     env = configure(args)
     import django
 
