@@ -148,6 +148,8 @@ class OMLClient:
         self.store = store
         self.session = _session(pool_size)
         self._token_lock = threading.Lock()
+        # This process's copy of the last token, used only while the shared store cannot be reached.
+        self._local_token: dict | None = None
         self.timeout = (settings.OML_CONNECT_TIMEOUT, settings.OML_READ_TIMEOUT)
 
     # --- URLs -------------------------------------------------------------------------------
@@ -167,14 +169,37 @@ class OMLClient:
     def _token_key(self) -> str:
         return f"oml-token:{self.info.key}"
 
+    def _stored_token(self) -> dict | None:
+        """The shared token, or this process's copy when the store fails: the store (Redis in production)
+        is an optimisation, and its outage must not turn every call into an error."""
+        try:
+            return self.store.get(self._token_key)
+        except Exception as exc:
+            logger.warning("token store unavailable (%s); using this process's token", exc.__class__.__name__)
+            return self._local_token
+
+    def _keep_token(self, entry: dict, lifetime: float) -> None:
+        self._local_token = entry
+        try:
+            self.store.set(self._token_key, entry, timeout=lifetime)
+        except Exception as exc:
+            logger.warning("token store unavailable (%s); token kept in this process", exc.__class__.__name__)
+
+    def _forget_token(self) -> None:
+        self._local_token = None
+        try:
+            self.store.delete(self._token_key)
+        except Exception as exc:
+            logger.warning("token store unavailable (%s); could not forget the token", exc.__class__.__name__)
+
     def token(self, *, force: bool = False) -> str:
         """A valid access token, from the shared store when one is there and not about to expire."""
         if not force:
-            cached = self.store.get(self._token_key)
+            cached = self._stored_token()
             if cached and cached["expires_at"] - settings.OML_TOKEN_REFRESH_MARGIN > time.time():
                 return cached["access"]
         with self._token_lock:
-            cached = self.store.get(self._token_key)
+            cached = self._stored_token()
             if not force and cached and cached["expires_at"] - settings.OML_TOKEN_REFRESH_MARGIN > time.time():
                 return cached["access"]
             fresh = None
@@ -187,7 +212,7 @@ class OMLClient:
             assert fresh is not None
             lifetime = max(float(fresh.get("expiresIn") or 3600), 1.0)
             entry = {"access": fresh["accessToken"], "expires_at": time.time() + lifetime}
-            self.store.set(self._token_key, entry, timeout=lifetime)
+            self._keep_token(entry, lifetime)
             return entry["access"]
 
     def _grant(self, body: dict, quiet: bool = False) -> dict | None:
@@ -226,7 +251,7 @@ class OMLClient:
             latency_ms = int((time.monotonic() - started) * 1000)
             if response.status_code != 401 or attempt == 2:
                 return response, latency_ms
-            self.store.delete(self._token_key)
+            self._forget_token()
             response.close()
         raise AssertionError("unreachable")
 
@@ -319,7 +344,7 @@ class OMLClient:
             )
             if response.status_code == 401:
                 response.close()
-                self.store.delete(self._token_key)
+                self._forget_token()
                 response = self.session.get(
                     result_url,
                     headers={"Authorization": f"Bearer {self.token(force=True)}"},
