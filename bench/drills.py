@@ -129,6 +129,8 @@ def prepare_base(pg: PrivatePostgres) -> str:
     django.setup()
     call_command("migrate", verbosity=0, interactive=False)
     call_command("omlengine_seed", verbosity=0, stdout=io.StringIO())
+    # The web process runs with DEBUG off: its pages (error pages included) need the collected static files.
+    call_command("collectstatic", verbosity=0, interactive=False)
     from accounts.tokens import token_create
 
     user = get_user_model().objects.create_user(username=USERNAME, password=secrets.token_urlsafe(16))
@@ -357,7 +359,7 @@ def log_summary(stack) -> dict:
             with contextlib.suppress(ValueError, SyntaxError):
                 janitor.update(ast.literal_eval(match.group(1)))
         errors[path.stem] = {
-            "error_lines": len(re.findall(r" (?:ERROR|CRITICAL) ", text)),
+            "error_lines": len(re.findall(r"\b(?:ERROR|CRITICAL)\b", text)),
             "tracebacks": text.count("Traceback (most recent call last)"),
         }
     return {"janitor": {key: value for key, value in janitor.items() if value}, "log_errors": errors}
