@@ -565,14 +565,31 @@ def janitor() -> dict:
             counts["refetched"] += 1
     queued_cutoff = now - timedelta(seconds=settings.JOBS_QUEUED_RESEND_AFTER)
     stale = Job.objects.filter(state=S.QUEUED, created_at__lt=queued_cutoff).order_by("created_at")
-    for pk in stale.values_list("pk", flat=True)[:1000]:
-        # A duplicate of a message that was not lost after all is harmless: submit is compare-and-set.
-        if cache.add(f"resend:{pk}", 1, timeout=settings.JOBS_QUEUED_RESEND_AFTER):
-            submit_job.delay(pk)
-            counts["resent"] += 1
+    # Jobs still queued while the queue holds messages are waiting their turn, not lost: sending theirs
+    # again would only lengthen the queue. With the queue empty, a queued job's message is gone.
+    if stale.exists() and _submit_backlog() == 0:
+        for pk in stale.values_list("pk", flat=True)[:1000]:
+            # A duplicate of a message that was not lost after all is harmless: submit is compare-and-set.
+            if cache.add(f"resend:{pk}", 1, timeout=settings.JOBS_QUEUED_RESEND_AFTER):
+                submit_job.delay(pk)
+                counts["resent"] += 1
     if any(counts.values()):
         logger.info("janitor: %s", counts)
     return counts
 
 
 _TERMINAL = {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}
+
+
+def _submit_backlog() -> int:
+    """Messages waiting in the submit queue (-1 when the broker cannot tell: then nothing is resent)."""
+    from omlpy_dashboard.celery import app
+
+    try:
+        with app.connection_for_read() as conn:
+            # Declaring is idempotent (the workers declare it too) and answers the message count.
+            answer = conn.default_channel.queue_declare(queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+            return int(answer.message_count)
+    except Exception:  # an unreachable broker: try again at the next run
+        logger.warning("janitor: cannot read the submit queue's length", exc_info=True)
+        return -1
