@@ -129,8 +129,10 @@ def job_create(*, owner, spec: JobSpec, parent: Job | None = None, request=None,
             target_id=str(job.uuid),
             details={"kind": job.kind, "script": job.script_name, "parent": str(parent.uuid) if parent else ""},
         )
-        # A lost message is not a lost job: the janitor re-sends the submit of a job left queued.
-        transaction.on_commit(lambda: tasks.submit_job.delay(job.pk))
+        # A lost message is not a lost job: the janitor re-sends the submit of a job left queued. So a broker
+        # that cannot take the message is logged, not raised: the job exists and the caller must hear so
+        # (an error answer would invite a second submission of the same call).
+        transaction.on_commit(lambda: tasks.submit_job.delay(job.pk), robust=True)
     return job
 
 
