@@ -17,7 +17,7 @@ UNAUTHORIZED = 1401
 SERVICE_UNAVAILABLE = 1503
 
 
-@dataclass
+@dataclass(eq=False)
 class EngineError(Exception):
     """Raised anywhere in the engine; views turn it into the JSON error answer."""
 

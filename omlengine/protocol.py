@@ -68,6 +68,7 @@ def parse_execution(kind: str, api_version: str, raw_body: bytes) -> Execution:
         timeout=_timeout(body),
         graphics=_flag(body, "graphicsFlag"),
     )
+    # Validated for the client's sake; the engine runs one job's calls in one process either way.
     _flag(body, "parallelFlag")
     _positive_int(body, "parallel")
     _require_kind_fields(execution)

@@ -207,7 +207,10 @@ def _shaped(value: Any, images: list[str], graphics: bool, records: bool = True)
 def _flatten(parts: list[Any]) -> list[Any]:
     flat: list[Any] = []
     for part in parts:
-        flat.extend(part) if isinstance(part, list) else flat.append(part)
+        if isinstance(part, list):
+            flat.extend(part)
+        else:
+            flat.append(part)
     return flat
 
 

@@ -168,9 +168,7 @@ def job_heartbeat(*, job_ids: list[Any], worker: str) -> None:
 
 
 def jobs_purge(*, before: datetime) -> int:
-    """Forget jobs (and the POST log) older than the retention period."""
-    deleted, _ = (
-        EngineJob.objects.filter(created_at__lt=before).exclude(state__in=(State.QUEUED, State.RUNNING)).delete()
-    )
+    """Forget jobs (and the POST log) created before the retention period; no job runs for that long."""
+    deleted, _ = EngineJob.objects.filter(created_at__lt=before).delete()
     EngineCall.objects.filter(created_at__lt=before).delete()
     return deleted

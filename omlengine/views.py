@@ -98,7 +98,9 @@ def envs(request: HttpRequest, user: str, version: str) -> HttpResponse:
 
 
 @endpoint("POST")
-def execute(request: HttpRequest, user: str, version: str, kind: str, script: str, owner: str | None = None):
+def execute(
+    request: HttpRequest, user: str, version: str, kind: str, script: str, owner: str | None = None
+) -> HttpResponse:
     """Run now (200 with the result) or queue an async job (201 with Location)."""
     call = parse_execution(kind, version, request.body)
     found = script_for_call(user=user, name=script, owner=owner)

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -48,6 +49,8 @@ class _Running:
 
 
 class EngineWorker:
+    """One worker process's loop; `run()` returns after SIGTERM or SIGINT once its jobs are settled."""
+
     def __init__(self, *, slots: int, grace_seconds: float):
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.slots = slots
@@ -89,7 +92,7 @@ class EngineWorker:
         self._every("purge", PURGE_SECONDS, self._purge)
         self._claim()
 
-    def _every(self, what: str, seconds: float, action) -> None:
+    def _every(self, what: str, seconds: float, action: Callable[[], None]) -> None:
         now = time.monotonic()
         if now >= self._due.get(what, 0.0):
             self._due[what] = now + seconds
