@@ -118,3 +118,12 @@ def test_filters_narrow_the_figures_like_the_history_page(client, analyst, jobs)
         ("beta", "p50", [7.0]),
         ("beta", "p95", [7.0]),
     ]
+
+
+@pytest.mark.django_db
+def test_the_analytics_page_without_jobs_says_there_is_nothing_to_show(client, analyst):
+    client.force_login(analyst)
+    html = client.get("/analytics/").content.decode()
+    assert "No succeeded jobs match." in html
+    assert "No jobs match." in html
+    assert client.get("/analytics/gantt.json").json() == {"origin": None, "jobs": []}
