@@ -24,9 +24,10 @@ def _tamper(sql: str, params: list) -> None:
     """Change the table behind the application's back, as someone with database access could."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE jobs_auditentry DISABLE TRIGGER jobs_auditentry_append_only")
+            # A superuser's way around triggers, without ALTER TABLE (which pending FK checks forbid here).
+            cursor.execute("SET LOCAL session_replication_role = replica")
             cursor.execute(sql, params)
-            cursor.execute("ALTER TABLE jobs_auditentry ENABLE TRIGGER jobs_auditentry_append_only")
+            cursor.execute("SET LOCAL session_replication_role = origin")
         else:
             cursor.execute("DROP TRIGGER IF EXISTS jobs_auditentry_append_only")
             cursor.execute(sql, params)
