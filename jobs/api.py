@@ -6,23 +6,27 @@ jobs.selectors, and visibility is jobs.access, exactly as for the pages.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Field, NinjaAPI, Query, Router, Schema
+from ninja import Field, NinjaAPI, Path, Query, Router, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
+from pydantic import field_validator
 
 from . import access, selectors, services
 from .audit import audit_record
 from .models import Connection, Job
 from .oml.client import client_for
 from .oml.errors import OMLError
+
+# The largest id the database stores (64-bit); a bigger number is refused as invalid, not sent to the database.
+MAX_ID = 2**63 - 1
 
 
 class BearerToken(HttpBearer):
@@ -236,12 +240,32 @@ class JobFilters(Schema):
     kind: list[str] = Field(default_factory=list)
     script: str = ""
     owner: str = ""
-    connection: int | None = None
+    connection: int | None = Field(None, ge=1, le=MAX_ID)
     created_from: datetime | None = None
     created_to: datetime | None = None
     q: str = Field("", description="A job id, an OML job id or the start of a script name.")
     cursor: str | None = None
     limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
+
+    @field_validator("state", "kind", "script", "owner", "q", "cursor")
+    @classmethod
+    def _no_nul(cls, value):
+        # PostgreSQL cannot compare text with a NUL character: refuse it here rather than fail in the query.
+        if any("\x00" in item for item in (value if isinstance(value, list) else [value or ""])):
+            raise ValueError("Must not contain NUL characters.")
+        return value
+
+    @field_validator("created_from", "created_to")
+    @classmethod
+    def _representable(cls, value: datetime | None):
+        # Sent to the database in UTC (PostgreSQL refuses offsets beyond 16 hours); a time at the very edge of
+        # the calendar may not exist there.
+        if value is None or value.tzinfo is None:
+            return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("Out of range.") from None
 
 
 @jobs_router.get("", response=JobPage, summary="List jobs, newest first (keyset pages)")
@@ -320,7 +344,7 @@ def list_connections(request):
 
 
 @connections_router.get("/{connection_id}/scripts", response=list[ScriptOut], summary="Scripts on that service")
-def list_scripts(request, connection_id: int):
+def list_scripts(request, connection_id: int = Path(..., ge=1, le=MAX_ID)):
     connection = get_object_or_404(Connection, pk=connection_id)
     try:
         return client_for(connection).scripts()

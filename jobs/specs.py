@@ -148,7 +148,13 @@ def _resolve_connection(value: Any, errors: dict) -> Connection | None:
         if connection is None:
             errors.setdefault("connection", []).append("No default connection is configured; choose one.")
         return connection
-    lookup = {"pk": value} if str(value).isdigit() else {"name": value}
+    text = str(value)
+    if "\x00" in text:
+        errors.setdefault("connection", []).append("Must not contain NUL characters.")
+        return None
+    # Digits are an id (within the 64-bit range the database stores), anything else a name.
+    is_id = text.isascii() and text.isdigit() and int(text) < 2**63
+    lookup = {"pk": int(text)} if is_id else {"name": text}
     connection = Connection.objects.filter(**lookup).first()
     if connection is None:
         errors.setdefault("connection", []).append(f"Unknown connection {value!r}.")
@@ -161,6 +167,12 @@ def parse_job_request(data: Mapping[str, Any]) -> JobSpec:
     unknown = set(data) - ALL_BODY_FIELDS - {"connection", "kind", "script", "script_owner"}
     for name in sorted(unknown):
         errors.setdefault(name, []).append("Unknown field.")
+    # PostgreSQL stores no NUL character in text or JSON.
+    for name in sorted(set(data) - unknown - {"connection"}):
+        value = data[name]
+        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, dict | list) else ""
+        if "\x00" in text or "\\u0000" in text:
+            errors.setdefault(name, []).append("Must not contain NUL characters.")
 
     connection = _resolve_connection(data.get("connection"), errors)
     kind = str(data.get("kind") or "").strip().replace("-", "_")
