@@ -147,6 +147,11 @@ class OMLClient:
         self.info = info
         self.store = store
         self.session = _session(pool_size)
+        # POSTs travel on connections of their own, each used once. A pooled keep-alive connection that the
+        # server is closing at that moment fails with a reset that cannot tell whether the request arrived,
+        # and OML has no idempotency key, so such a submission could only end "outcome unknown". A fresh
+        # connection fails, if at all, while connecting: before anything was sent, so safe to try again.
+        self._post_session = _session(pool_size)
         self._token_lock = threading.Lock()
         # This process's copy of the last token, used only while the shared store cannot be reached.
         self._local_token: dict | None = None
@@ -242,10 +247,13 @@ class OMLClient:
         """One authenticated request; a 401 re-authenticates once and repeats it."""
         for attempt in (1, 2):
             headers = {"Authorization": f"Bearer {self.token(force=attempt == 2)}"}
+            session = self.session
             if method == "POST":
                 headers["Content-Type"] = "application/json"
+                headers["Connection"] = "close"
+                session = self._post_session
             started = time.monotonic()
-            response = self.session.request(
+            response = session.request(
                 method, url, headers=headers, timeout=self.timeout, allow_redirects=False, **kwargs
             )
             latency_ms = int((time.monotonic() - started) * 1000)
@@ -263,6 +271,7 @@ class OMLClient:
         except requests.ConnectionError as exc:
             # Refused before anything was sent is safe to try again; anything else may have reached OML.
             refused = "refused" in str(exc).lower() or "NewConnectionError" in repr(exc)
+            logger.warning("POST %s failed (%s): %r", url, "refused" if refused else "outcome unknown", exc)
             raise OMLError(
                 f"Cannot reach OML: {exc.__class__.__name__}", permanent=False, outcome_unknown=not refused
             ) from None
