@@ -482,6 +482,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown drills {unknown}; choose from {sorted(DRILLS)}")
 
+    # A terminated run still stops every process and server it started (the finally clauses below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     scratch = Path(tempfile.mkdtemp(prefix="drills-"))
     log_dir = Path(args.log_dir).resolve() if args.log_dir else scratch / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
