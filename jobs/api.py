@@ -230,9 +230,8 @@ def create_job(request, payload: JobIn):
     if not access.can_submit(request.user):
         raise HttpError(403, "Your role is read-only: it cannot submit jobs.")
     spec = services.parse_job_request(payload.dict(exclude_unset=True))
-    job = services.job_create(owner=request.user, spec=spec, request=request)
-    job = Job.objects.select_related("owner", "connection", "parent").get(pk=job.pk)
-    return 201, _job_out(job)
+    # The created instance already holds its owner and connection and has no parent: no need to read it back.
+    return 201, _job_out(services.job_create(owner=request.user, spec=spec, request=request))
 
 
 class JobFilters(Schema):

@@ -1,0 +1,259 @@
+"""Submissions per second through POST /api/v1/jobs, with N concurrent API clients.
+
+1. Starts its own web server (gunicorn, DEBUG off) on a fresh database: SQLite with the filesystem broker by
+   default, or PostgreSQL with Redis as broker and cache with `--postgres`. No Celery worker runs: every
+   accepted job is a `queued` row whose submit message waits in the broker, so what is measured is the API's
+   own path (authenticate, validate, insert the job and its audit entry, publish the message, answer).
+2. Creates an analyst in a team, the default connection and a personal API token.
+3. N client threads (requests.Session each, keep-alive) post do-eval jobs as fast as the server answers for a
+   warm-up, then for the measured period; counts every answer by status, and the latency of each.
+4. Checks afterwards that the database holds exactly one job per 201 answer.
+
+The last line printed is one JSON object with every figure.
+
+    .venv/bin/python bench/submit.py [--postgres] [--clients 16] [--seconds 20] [--workers 3] [--threads 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from collections import Counter
+
+import requests
+from _common import (
+    PRODUCTION_LIKE_ENV,
+    REDIS_BASE_URL,
+    WebServer,
+    database_url,
+    drop_database,
+    machine,
+    postgres_version,
+    print_figures,
+    recreate_database,
+    redis_version,
+    scratch_dir,
+    setup_django,
+    summary_ms,
+)
+
+TARGET_PER_SECOND = 200
+REDIS_DB = 7
+
+
+def prepare() -> str:
+    """Schema, an analyst in a team, the default connection; returns the analyst's API token."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from accounts.models import Membership, Team
+    from accounts.tokens import token_create
+    from jobs.services import connection_save
+
+    call_command("migrate", verbosity=0)
+    user = get_user_model().objects.create_user(username="bench-analyst")
+    Membership.objects.create(user=user, team=Team.objects.create(name="Risk"), role=Membership.Role.ANALYST)
+    connection_save(
+        name="OML production",
+        base_url="https://oml.example.com",
+        username="OMLUSER",
+        password=PRODUCTION_LIKE_ENV["SECRET_KEY"],
+        is_default=True,
+    )
+    _, raw = token_create(user=user, name="bench")
+    return raw
+
+
+class Clients:
+    """`count` threads posting jobs until told to stop; answers counted only while `measuring` is set."""
+
+    BODY = {"kind": "do_eval", "script": "group_count", "parameters": {"n": 3}}
+
+    def __init__(self, url: str, token: str, count: int):
+        self.url = url
+        self.token = token
+        self.count = count
+        self.stop = threading.Event()
+        self.measuring = threading.Event()
+        self.lock = threading.Lock()
+        self.statuses: Counter[str] = Counter()
+        self.latencies: list[float] = []
+        self.created_total = 0
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+
+    def _run(self) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.token}"
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                answer = session.post(self.url, json=self.BODY, timeout=60)
+                status = str(answer.status_code)
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            elapsed = time.perf_counter() - started
+            with self.lock:
+                if status == "201":
+                    self.created_total += 1
+                if self.measuring.is_set():
+                    self.statuses[status] += 1
+                    self.latencies.append(elapsed)
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=90)
+
+
+class CpuShares:
+    """CPU seconds used from now on by the clients (this process), the web workers and the database."""
+
+    def __init__(self, web_pid: int, database: str | None):
+        import psutil
+
+        self.parts: dict[str, list] = {
+            "clients": [psutil.Process()],
+            "web": psutil.Process(web_pid).children(),
+            "database": [],
+        }
+        if database:
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
+                )
+                self.parts["database"] = [psutil.Process(row[0]) for row in cursor.fetchall()]
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        import psutil
+
+        totals = {}
+        for part, processes in self.parts.items():
+            total = 0.0
+            for process in processes:
+                try:
+                    times = process.cpu_times()
+                except psutil.Error:
+                    continue
+                total += times.user + times.system
+            totals[part] = total
+        return totals
+
+    def used(self) -> dict[str, float]:
+        now = self._now()
+        return {part: now[part] - self.start[part] for part in now}
+
+
+def cleanup_redis(queue: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(f"{REDIS_BASE_URL}/{REDIS_DB}")
+    for pattern in (f"*{queue}*", f"*{prefix}*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL + Redis instead of SQLite defaults")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20.0, help="the measured period")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    args = parser.parse_args()
+
+    backend = "postgres+redis" if args.postgres else "sqlite+filesystem"
+    figures: dict = {"bench": "submit", "backend": backend, "machine": machine()}
+    queue = f"omlpy-bench-submit-{os.getpid()}"
+    db_name = f"omlpy_bench_submit_{os.getpid()}"
+    with scratch_dir("bench-submit-") as scratch:
+        env = {**PRODUCTION_LIKE_ENV, "VAR_DIR": str(scratch / "var"), "STATIC_ROOT": str(scratch / "static")}
+        if args.postgres:
+            figures["postgres"] = postgres_version()
+            figures["redis"] = redis_version()
+            recreate_database(db_name)
+            env.update(
+                {
+                    "DATABASE_URL": database_url(db_name),
+                    "CELERY_BROKER_URL": f"{REDIS_BASE_URL}/{REDIS_DB}",
+                    "REDIS_URL": f"{REDIS_BASE_URL}/{REDIS_DB}",
+                    "CELERY_QUEUE": queue,
+                    "CACHE_KEY_PREFIX": queue,
+                }
+            )
+        else:
+            env["DATABASE_URL"] = f"sqlite:///{scratch / 'var' / 'db.sqlite3'}"
+        server = None
+        clients = None
+        try:
+            setup_django(env)
+            token = prepare()
+            server = WebServer(env, scratch, workers=args.workers, threads=args.threads).start()
+            clients = Clients(f"{server.base_url}/api/v1/jobs", token, args.clients)
+            clients.start()
+            time.sleep(args.warmup)
+            cpu = CpuShares(server.proc.pid, db_name if args.postgres else None)
+            clients.measuring.set()
+            started = time.perf_counter()
+            time.sleep(args.seconds)
+            clients.measuring.clear()
+            measured = time.perf_counter() - started
+            shares = cpu.used()
+            clients.join()
+
+            from jobs.models import Job
+
+            stored = Job.objects.count()
+            statuses = dict(clients.statuses)
+            created = statuses.get("201", 0)
+            figures.update(
+                {
+                    "conditions": f"{args.clients} client threads, gunicorn {args.workers} workers x {args.threads} "
+                    f"threads, {args.warmup:g} s warm-up, {measured:.1f} s measured; no Celery worker running "
+                    "(submit messages wait in the broker)",
+                    "clients": args.clients,
+                    "submissions_per_second": round(created / measured, 1),
+                    "answers": statuses,
+                    "errors": sum(n for status, n in statuses.items() if status != "201"),
+                    "latency": summary_ms(clients.latencies) if clients.latencies else {},
+                    "cpu_ms_per_submission": {
+                        part: round(seconds * 1000 / max(created, 1), 2) for part, seconds in shares.items()
+                    },
+                    "jobs_stored": stored,
+                    "jobs_answered_201": clients.created_total,
+                    "target_per_second": TARGET_PER_SECOND,
+                }
+            )
+            figures["meets_target"] = figures["submissions_per_second"] >= TARGET_PER_SECOND
+            print(
+                f"{backend}: {figures['submissions_per_second']} submissions/s with {args.clients} clients "
+                f"(target {TARGET_PER_SECOND}/s); answers {statuses}; latency {figures['latency']}; "
+                f"{stored} jobs stored for {clients.created_total} answers 201; CPU ms per submission "
+                f"{figures['cpu_ms_per_submission']}"
+            )
+        finally:
+            if clients is not None:
+                clients.join()
+            if server is not None:
+                server.stop()
+            if args.postgres:
+                from django.db import connections
+
+                connections.close_all()
+                drop_database(db_name)
+                cleanup_redis(queue, queue)
+    print_figures(figures)
+
+
+if __name__ == "__main__":
+    main()
