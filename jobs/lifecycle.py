@@ -20,7 +20,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import polling
@@ -179,18 +179,18 @@ def _first_delay(job: Job, expected: polling.Expectation | None) -> float:
 def _submit_failed(job: Job, state: str, exc: OMLError) -> None:
     detail = {"error": exc.message}
     if not exc.permanent and not exc.outcome_unknown and _refusals(job.pk) < settings.JOBS_SUBMIT_MAX_REFUSALS:
-        if job_transition(
+        # The sweep sends it again once next_poll_at has come.
+        retry_in = min(2 ** (_refusals(job.pk) + 1), 30)
+        job_transition(
             job_id=job.pk,
             to_state=S.QUEUED,
             expected=[state],
-            reason=f"OML refused the call, will try again: {exc.message}",
+            reason=f"OML refused the call, will try again in {retry_in} s: {exc.message}",
             http_status=exc.http_status,
             latency_ms=exc.latency_ms,
             detail=detail,
-        ):
-            from .tasks import submit_job
-
-            submit_job.apply_async((job.pk,), countdown=min(2 ** _refusals(job.pk), 10))
+            next_poll_at=_now() + timedelta(seconds=retry_in),
+        )
         return
     reason = (
         f"submission outcome unknown: {exc.message}" if exc.outcome_unknown else f"OML refused the call: {exc.message}"
@@ -355,21 +355,52 @@ def claim_due_jobs(now=None) -> list[int]:
     return claimed
 
 
+def claim_waiting_submissions(now=None) -> tuple[list[int], list[int]]:
+    """Claim queued jobs that their submit message has not reached yet: a backlog, a lost message, or a
+    refusal whose retry time has come. Returns (asynchronous, synchronous) job ids.
+
+    Same steps as claim_due_jobs: lock with skip_locked, lease through next_poll_at, commit. A job that a
+    submit message reaches at the same time is harmless: submit is compare-and-set.
+    """
+    now = now or _now()
+    settle = now - timedelta(seconds=settings.JOBS_SUBMIT_GRACE)
+    with transaction.atomic():
+        waiting = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(state=S.QUEUED, created_at__lte=settle)
+            .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+            .order_by("created_at")
+            .values_list("pk", "async_flag")[: settings.JOBS_SWEEP_SUBMIT_BATCH]
+        )
+        if waiting:
+            Job.objects.filter(pk__in=[pk for pk, _ in waiting], state=S.QUEUED).update(
+                next_poll_at=now + timedelta(seconds=settings.JOBS_POLL_LEASE)
+            )
+    return [pk for pk, is_async in waiting if is_async], [pk for pk, is_async in waiting if not is_async]
+
+
 def sweep() -> int:
-    """Claim due jobs, then poll them concurrently over pooled sessions; returns how many were polled."""
+    """Claim due polls and waiting submissions, then work through them concurrently over pooled sessions.
+    Synchronous calls go back to the queue as messages: they can hold a thread for a long time."""
+    from .tasks import submit_job
+
+    to_submit, sync_calls = claim_waiting_submissions()
+    for pk in sync_calls:
+        submit_job.delay(pk)
     claimed = claim_due_jobs()
-    if not claimed:
-        return 0
-    list(_pool().map(_poll_in_thread, claimed))
-    return len(claimed)
+    work = [(submit, pk) for pk in to_submit] + [(poll, pk) for pk in claimed]
+    if work:
+        list(_pool().map(_run_in_thread, work))
+    return len(work)
 
 
-def _poll_in_thread(job_id: int) -> None:
+def _run_in_thread(item) -> None:
+    step, job_id = item
     close_old_connections()
     try:
-        poll(job_id)
+        step(job_id)
     except Exception:  # one job's surprise must not stop the sweep; its lease makes it due again
-        logger.exception("job %s: poll failed", job_id)
+        logger.exception("job %s: %s failed", job_id, step.__name__)
     finally:
         close_old_connections()
 
@@ -509,12 +540,12 @@ def janitor() -> dict:
     2. `submitting` for longer than the submit deadline -> failed, "submission outcome unknown".
     3. `running` (sync) for longer than a call can take -> failed, the worker died during the call.
     4. `fetching` for a while -> fetched again; for longer than the fetch deadline -> failed.
-    5. `queued` for a while (its message was lost) -> its submit message is sent again.
+    (A `queued` job whose message was lost needs nothing here: the sweep submits waiting jobs.)
     """
-    from .tasks import fetch_result, submit_job
+    from .tasks import fetch_result
 
     now = _now()
-    counts = {"timed_out": 0, "submit_unknown": 0, "running_lost": 0, "refetched": 0, "resent": 0}
+    counts = {"timed_out": 0, "submit_unknown": 0, "running_lost": 0, "refetched": 0}
     for job in Job.objects.filter(state__in=[s for s in S.values if s not in _TERMINAL], deadline_at__lt=now):
         if job.oml_job_url:
             # The job is timed out either way; OML drops it after its own timeout.
@@ -563,33 +594,9 @@ def janitor() -> dict:
         elif cache.add(f"refetch:{pk}", 1, timeout=settings.JOBS_FETCH_RETRY_AFTER):
             fetch_result.delay(pk)
             counts["refetched"] += 1
-    queued_cutoff = now - timedelta(seconds=settings.JOBS_QUEUED_RESEND_AFTER)
-    stale = Job.objects.filter(state=S.QUEUED, created_at__lt=queued_cutoff).order_by("created_at")
-    # Jobs still queued while the queue holds messages are waiting their turn, not lost: sending theirs
-    # again would only lengthen the queue. With the queue empty, a queued job's message is gone.
-    if stale.exists() and _submit_backlog() == 0:
-        for pk in stale.values_list("pk", flat=True)[:1000]:
-            # A duplicate of a message that was not lost after all is harmless: submit is compare-and-set.
-            if cache.add(f"resend:{pk}", 1, timeout=settings.JOBS_QUEUED_RESEND_AFTER):
-                submit_job.delay(pk)
-                counts["resent"] += 1
     if any(counts.values()):
         logger.info("janitor: %s", counts)
     return counts
 
 
 _TERMINAL = {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}
-
-
-def _submit_backlog() -> int:
-    """Messages waiting in the submit queue (-1 when the broker cannot tell: then nothing is resent)."""
-    from omlpy_dashboard.celery import app
-
-    try:
-        with app.connection_for_read() as conn:
-            # Declaring is idempotent (the workers declare it too) and answers the message count.
-            answer = conn.default_channel.queue_declare(queue=settings.CELERY_TASK_DEFAULT_QUEUE)
-            return int(answer.message_count)
-    except Exception:  # an unreachable broker: try again at the next run
-        logger.warning("janitor: cannot read the submit queue's length", exc_info=True)
-        return -1

@@ -180,16 +180,18 @@ def test_jobs_survive_a_worker_killed_mid_run(live, analyst):
     jobs = [submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 2 + i % 5}) for i in range(100)]
     wait_for(lambda: Job.objects.filter(state=JobState.PENDING).count() >= 20, timeout=60, what="jobs in flight")
     live.kill("worker", signal.SIGKILL)
+    # What the kill interrupted between a POST and its commit: OML may or may not have these jobs.
+    caught_sending = Job.objects.filter(state=JobState.SUBMITTING).count()
     live.start_worker()
     for job in jobs:
         wait_terminal(job, timeout=180)
     states = {job.state for job in jobs}
     assert states <= TERMINAL_STATES
-    assert sum(job.state == JobState.SUCCEEDED for job in jobs) >= 95, states
     failed = [job for job in jobs if job.state != JobState.SUCCEEDED]
-    # A job caught between POST and commit by the kill is failed with that reason, never resubmitted.
-    assert all("submission outcome unknown" in job.last_error for job in failed)
-    assert EngineCall.objects.filter(script_name="timer").count() <= 100
+    assert len(failed) <= caught_sending
+    # Those end failed with that reason; none is ever sent twice.
+    assert all("submission outcome unknown" in job.last_error for job in failed), [j.last_error for j in failed]
+    assert EngineCall.objects.filter(script_name="timer").count() <= len(jobs)
 
 
 @pytest.fixture
