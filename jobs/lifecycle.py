@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 S = JobState
 SCRIPT_LIST_TTL = 30
 STATUS_500_MARK = "OML answered 500 on the status URL; asking once more before calling the job failed."
-# Results up to this size are checked to be JSON before they are stored; larger ones are stored as received.
-JSON_CHECK_LIMIT = 16 * 1024 * 1024
+# Bodies up to this size are looked at for an errorMessage: error bodies are small.
+ERROR_BODY_LIMIT = 1024 * 1024
 FETCH_ATTEMPTS = 3
 
 
@@ -232,12 +232,13 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
             spool.write(piece)
             size += len(piece)
         spool.seek(0)
-        head = spool.read(JSON_CHECK_LIMIT + 1)
-        if len(head) <= JSON_CHECK_LIMIT:
+        head = spool.read(ERROR_BODY_LIMIT + 1)
+        if len(head) <= ERROR_BODY_LIMIT:
+            # A small body may be an error in disguise: OML's errorMessage inside a 200.
             try:
                 data = json.loads(head) if head else None
             except ValueError:
-                raise OMLError("OML sent a result that is not JSON.", permanent=False, http_status=200) from None
+                data = None
             if isinstance(data, dict) and "errorMessage" in data and "result" not in data:
                 message = str(data.get("errorMessage"))
                 return job_transition(
@@ -249,9 +250,15 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
                     latency_ms=latency_ms,
                     last_error=message,
                 )
-            shape, rows = _describe(head)
-        else:
-            shape, rows = "", None
+
+        def reread():
+            spool.seek(0)
+            return iter(lambda: spool.read(256 * 1024), b"")
+
+        shape, rows = _describe(reread)
+        if shape == "text" and "json" in content_type.lower():
+            # Cut short or garbled on the way: fetching again is safe, and the body is not kept.
+            raise OMLError("OML sent a result that is not valid JSON.", permanent=False, http_status=http_status)
         spool.seek(0)
         now = _now()
         with transaction.atomic():
