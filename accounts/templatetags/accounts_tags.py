@@ -1,5 +1,6 @@
 from django import template
 
+from jobs.access import can_submit as _can_submit
 from jobs.access import can_view_audit as _can_view_audit
 
 register = template.Library()
@@ -8,6 +9,11 @@ register = template.Library()
 @register.filter
 def can_view_audit(user) -> bool:
     return _can_view_audit(user)
+
+
+@register.filter
+def can_submit(user) -> bool:
+    return _can_submit(user)
 
 
 @register.filter
