@@ -302,7 +302,9 @@ def fetch(job_id: int) -> None:
             )
             return
         except OMLError as exc:
-            if exc.permanent:
+            # A 500 means the job failed, or the server stumbled: believe it when it says so twice.
+            believed = exc.permanent and not (exc.http_status == 500 and attempt == 0)
+            if believed:
                 job_transition(
                     job_id=job.pk,
                     to_state=S.FAILED,

@@ -344,23 +344,11 @@ class OMLClient:
         """Open the result for streaming. 404 (not ready) and overload are transient; 400/500 permanent."""
         try:
             started = time.monotonic()
-            response = self.session.get(
-                result_url,
-                headers={"Authorization": f"Bearer {self.token()}"},
-                timeout=self.timeout,
-                allow_redirects=False,
-                stream=True,
-            )
+            response = self._open_stream(result_url, force_token=False)
             if response.status_code == 401:
                 response.close()
-                self._forget_token()
-                response = self.session.get(
-                    result_url,
-                    headers={"Authorization": f"Bearer {self.token(force=True)}"},
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
+                self.store.delete(self._token_key)
+                response = self._open_stream(result_url, force_token=True)
             latency_ms = int((time.monotonic() - started) * 1000)
         except requests.RequestException as exc:
             raise OMLError(f"Cannot reach OML: {exc.__class__.__name__}", permanent=False) from None
@@ -375,6 +363,15 @@ class OMLClient:
         if response.status_code == 404:
             raise OMLError("The result is not ready yet.", permanent=False, http_status=404, latency_ms=latency_ms)
         raise self._error(response.status_code, content, latency_ms)
+
+    def _open_stream(self, url: str, *, force_token: bool) -> requests.Response:
+        return self.session.get(
+            url,
+            headers={"Authorization": f"Bearer {self.token(force=force_token)}"},
+            timeout=self.timeout,
+            allow_redirects=False,
+            stream=True,
+        )
 
     def delete(self, job_url: str) -> int:
         """Delete a job (stopping it if running); returns the HTTP status. 404/500 mean it is already gone."""
