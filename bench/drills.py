@@ -465,7 +465,11 @@ def report(key: str, figures: dict) -> None:
         f"{figures['created_despite_error_answer']} created despite an error answer; "
         f"engine jobs the dashboard never learnt the id of: {figures['engine_jobs_unknown_to_dashboard']}"
     )
-    print(f"    janitor: {figures['janitor'] or 'nothing to do'}; exited processes: {figures['processes_exited'] or 0}")
+    # A janitor run killed before its summary line is not counted here: these are lower bounds.
+    print(
+        f"    janitor (logged runs): {figures['janitor'] or 'nothing done'}; "
+        f"exited processes: {figures['processes_exited'] or 0}"
+    )
     if figures["stuck"] or figures["lost"] or figures["double_submitted"]:
         print(f"    examples: {figures['examples']}")
     sys.stdout.flush()
