@@ -238,8 +238,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME", default
 CELERY_TASK_ALWAYS_EAGER = False
 # One queue name per deployment; test runs pick their own so that they never share a broker's queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="omlpy")
-# The poll sweep and the janitor have a queue of their own, so that a backlog of submissions never delays
-# the polling of jobs already in flight. Every worker consumes both.
+# The poll sweep, the janitor and re-fetches have a queue of their own, so that a backlog of submissions
+# never delays jobs already in flight. Every worker consumes both.
 CELERY_TASK_QUEUES = [
     Queue(CELERY_TASK_DEFAULT_QUEUE),
     Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"),
@@ -247,6 +247,8 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ROUTES = {
     "jobs.tasks.poll_sweep": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
     "jobs.tasks.janitor": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
+    # A re-fetch finishes a job OML has already finished: it must not wait behind new submissions.
+    "jobs.tasks.fetch_result": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
 }
 
 # --- Job lifecycle ------------------------------------------------------------------------------
