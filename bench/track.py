@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,19 +173,25 @@ def register_recurring_scripts() -> list[str]:
 
 
 def seed_history(connection, user, owners: list[str], rng: random.Random) -> None:
-    """Past successful runs of each recurring script: what the dashboard knows from earlier days."""
+    """Past successful runs of each recurring script: what the dashboard knows from earlier days.
+
+    Rows are written as if they ran after now, then every timestamp is moved back by the same span in one
+    UPDATE: the table's constraints (finished after created, and so on) hold at every step.
+    """
     from datetime import timedelta
 
+    from django.db.models import F
     from django.utils import timezone
 
     from jobs.models import Job
 
-    now = timezone.now()
+    base = timezone.now() + timedelta(minutes=1)
     rows = []
     for owner, median in zip(owners, MEDIANS, strict=True):
-        for day in range(HISTORY_RUNS):
+        for run in range(HISTORY_RUNS):
             duration = median * math.exp(rng.gauss(0, SPREAD))
-            accepted = now - timedelta(days=day + 1)
+            accepted = base + timedelta(hours=run)
+            done = accepted + timedelta(seconds=duration)
             rows.append(
                 Job(
                     owner=user,
@@ -196,15 +203,21 @@ def seed_history(connection, user, owners: list[str], rng: random.Random) -> Non
                     state="succeeded",
                     submitted_at=accepted,
                     oml_accepted_at=accepted,
-                    oml_finished_at=accepted + timedelta(seconds=duration),
-                    result_fetched_at=accepted + timedelta(seconds=duration),
-                    finished_at=accepted + timedelta(seconds=duration),
+                    oml_finished_at=done,
+                    result_fetched_at=done,
+                    finished_at=done,
                 )
             )
-    created = Job.objects.bulk_create(rows)
-    # created_at is set on insert; move it back to the run's own day so the history reads as the past.
-    for job in created:
-        Job.objects.filter(pk=job.pk).update(created_at=job.oml_accepted_at)
+    ids = [job.pk for job in Job.objects.bulk_create(rows)]
+    back = timedelta(days=HISTORY_RUNS + 2)
+    Job.objects.filter(pk__in=ids).update(
+        created_at=F("created_at") - back,
+        submitted_at=F("submitted_at") - back,
+        oml_accepted_at=F("oml_accepted_at") - back,
+        oml_finished_at=F("oml_finished_at") - back,
+        result_fetched_at=F("result_fetched_at") - back,
+        finished_at=F("finished_at") - back,
+    )
 
 
 def summarise(jobs, engine_finish: dict) -> dict:
@@ -244,6 +257,7 @@ def main() -> None:
     parser.add_argument("--sweep-interval", type=float, default=1.0)
     parser.add_argument("--cap", type=float, default=10.0, help="JOBS_POLL_CAP")
     parser.add_argument("--concurrency", type=int, default=1, help="pool processes of the one Celery worker")
+    parser.add_argument("--submit-threads", type=int, default=4, help="threads creating the jobs")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds allowed after the last due time")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -256,6 +270,7 @@ def main() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+    from django.db import close_old_connections
 
     from jobs.models import Job
     from jobs.services import connection_save, job_create
@@ -310,11 +325,17 @@ def main() -> None:
 
         submit_started = time.monotonic()
         strategies: dict[int, str] = {}
-        for conn, request in plan:
+
+        def submit_one(item) -> None:
+            conn, request = item
             label = request.pop("_s", "")
             spec = parse_job_request({"connection": conn.pk, "kind": "do_eval", "script": "timer", **request})
             job = job_create(owner=user, spec=spec)
             strategies[job.pk] = label
+            close_old_connections()
+
+        with ThreadPoolExecutor(max_workers=args.submit_threads) as pool:
+            list(pool.map(submit_one, plan))
         submit_seconds = time.monotonic() - submit_started
         print(f"submitted {len(plan)} jobs in {submit_seconds:.1f} s", flush=True)
 
