@@ -313,12 +313,17 @@ def page50_start(year_ago: str) -> str:
 class ServerCpu:
     """CPU seconds used by the web server's workers and the database's client backends serving them.
 
-    Read between requests, so that each request's share is the difference. PostgreSQL's parallel workers
+    Sampled between requests, so that each request's share is the difference, counted per process (a backend
+    that appears in between counts from zero; one that went away is left out). PostgreSQL's parallel workers
     (which the admin's COUNT(*) uses) live only for one query and are not counted: the admin's figure is a
     lower bound.
     """
 
     def __init__(self, web_pid: int, database: str):
+        self.web_pid = web_pid
+        self.database = database
+
+    def sample(self) -> dict[int, float]:
         import psutil
         from django.db import connection
 
@@ -326,22 +331,22 @@ class ServerCpu:
             cursor.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend' "
                 "AND pid <> pg_backend_pid()",
-                [database],
+                [self.database],
             )
             backends = [row[0] for row in cursor.fetchall()]
-        self.processes = [*psutil.Process(web_pid).children(), *(psutil.Process(pid) for pid in backends)]
-
-    def seconds(self) -> float:
-        import psutil
-
-        total = 0.0
-        for process in self.processes:
+        processes = [*psutil.Process(self.web_pid).children(), *(psutil.Process(pid) for pid in backends)]
+        sample = {}
+        for process in processes:
             try:
                 times = process.cpu_times()
             except psutil.Error:
                 continue
-            total += times.user + times.system
-        return total
+            sample[process.pid] = times.user + times.system
+        return sample
+
+    @staticmethod
+    def between(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def time_pages(
@@ -352,16 +357,16 @@ def time_pages(
     sampler = None
     for round_no in range(warmup + repeat):
         if round_no == warmup:
-            sampler = cpu_of()  # every worker thread has its database connection by now
+            sampler = cpu_of()
         for name, case in cases.items():
             session = sessions[case["who"]]
-            cpu_before = sampler.seconds() if sampler else 0.0
+            cpu_before = sampler.sample() if sampler else {}
             started = time.perf_counter()
             answer = session.get(base_url + case["path"], timeout=120, allow_redirects=False)
             body = answer.content
             elapsed = time.perf_counter() - started
             if sampler:
-                cpu[name] += sampler.seconds() - cpu_before
+                cpu[name] += sampler.between(cpu_before, sampler.sample())
             if answer.status_code != 200:
                 raise SystemExit(f"{name}: {case['path']} answered {answer.status_code}")
             if name.startswith("admin") and "?e=1" in answer.url:
@@ -429,7 +434,8 @@ def main() -> None:
             "DATABASE_URL": database_url(args.database),
             "VAR_DIR": str(scratch / "var"),
             "STATIC_ROOT": str(scratch / "static"),
-            "CONN_MAX_AGE": "60",
+            # persistent connections, as a production server keeps them (and as the CPU sampling expects)
+            "CONN_MAX_AGE": "3600",
         }
         refill = args.reset or not database_exists(args.database)
         if refill:
