@@ -99,7 +99,7 @@ def cleanup(env: dict) -> None:
                 "postgres",
                 "-q",
                 "-c",
-                f"DROP DATABASE IF EXISTS {env['_DROP_DATABASE']}",
+                f"DROP DATABASE IF EXISTS {env['_DROP_DATABASE']} WITH (FORCE)",
             ],
             check=False,
         )

@@ -5,7 +5,8 @@ Two schedules:
   initial delay and the cap. A job found finished was then at most a third of its age late (factor 1.5).
 - Learned, for a script that ran before: its past durations (median and the spread of their logarithm)
   say when it will probably finish. Poll once early as a guard, then not until the likely window opens,
-  then every `lag target` seconds through the window that holds 95 % of past runs, then back to backoff.
+  then every `lag target` seconds through the window that holds 95 % of past runs, then back off from the
+  window's end (a late run is most often only a little late).
 Neither ever waits past the job's deadline.
 """
 
@@ -59,7 +60,9 @@ def learned_delay(age: float, expected: Expectation) -> float:
         return max(opens - age, settings.JOBS_POLL_INITIAL)
     if age < closes:
         return max(lag, settings.JOBS_POLL_INITIAL)
-    return backoff_delay(age)
+    # Late: most late runs are only a little late, so back off from the window's end, not from the start.
+    overdue = age - closes
+    return min(max(overdue * (settings.JOBS_POLL_FACTOR - 1), lag), settings.JOBS_POLL_CAP)
 
 
 def next_delay(*, age: float, expected: Expectation | None, until_deadline: float | None = None) -> float:

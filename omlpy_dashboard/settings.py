@@ -258,7 +258,7 @@ JOBS_POLL_INITIAL = env.float("JOBS_POLL_INITIAL", default=0.5)
 JOBS_POLL_FACTOR = env.float("JOBS_POLL_FACTOR", default=1.5)
 JOBS_POLL_CAP = env.float("JOBS_POLL_CAP", default=10.0)
 JOBS_POLL_LEASE = env.float("JOBS_POLL_LEASE", default=30.0)
-JOBS_POLL_LAG_TARGET = env.float("JOBS_POLL_LAG_TARGET", default=2.0)
+JOBS_POLL_LAG_TARGET = env.float("JOBS_POLL_LAG_TARGET", default=1.5)
 JOBS_POLL_STRATEGY = env.str("JOBS_POLL_STRATEGY", default="learned")
 if JOBS_POLL_STRATEGY not in {"learned", "backoff", "fixed"}:
     raise ImproperlyConfigured("JOBS_POLL_STRATEGY must be learned, backoff or fixed.")

@@ -60,11 +60,14 @@ def test_the_learned_schedule_polls_sparsely_before_the_window_and_densely_insid
     assert len(ages) < fixed_polls / 2
 
 
-def test_the_learned_schedule_falls_back_to_backoff_after_the_window(settings):
+def test_the_learned_schedule_backs_off_from_the_windows_end_for_a_late_run(settings):
     settings.JOBS_POLL_INITIAL, settings.JOBS_POLL_FACTOR, settings.JOBS_POLL_CAP = 0.5, 1.5, 10.0
-    expected = polling.Expectation(median=20.0, spread=0.05)
-    late = expected.window[1] + 50
-    assert polling.next_delay(age=late, expected=expected) == pytest.approx(polling.backoff_delay(late))
+    settings.JOBS_POLL_LAG_TARGET = 1.5
+    expected = polling.Expectation(median=200.0, spread=0.05)
+    closes = expected.window[1]
+    assert polling.next_delay(age=closes + 1, expected=expected) == pytest.approx(1.5)
+    assert polling.next_delay(age=closes + 8, expected=expected) == pytest.approx(4.0)
+    assert polling.next_delay(age=closes + 500, expected=expected) == pytest.approx(10.0)
 
 
 def test_no_schedule_waits_past_the_deadline(settings):
