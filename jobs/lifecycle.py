@@ -432,6 +432,9 @@ def poll(job_id: int) -> None:
     job = Job.objects.select_related("connection").filter(pk=job_id, state=S.PENDING).first()
     if job is None:
         return
+    if job.cancel_requested_at:
+        cancel(job.pk, actor=_cancelled_by(job))
+        return
     try:
         status = _client(job).status(job.oml_job_url)
     except OMLError as exc:
@@ -511,15 +514,10 @@ def poll(job_id: int) -> None:
 
 
 def cancel(job_id: int, *, actor: str) -> None:
-    """Delete the OML job (stopping it), then record the cancellation. A job still being submitted is
-    retried shortly, once its OML job URL is known."""
+    """Delete the OML job (stopping it), then record the cancellation. A job still being submitted is left
+    to the sweep, which carries out the request once OML has answered and the job URL is known."""
     job = Job.objects.select_related("connection").filter(pk=job_id).first()
-    if job is None or job.is_terminal:
-        return
-    if job.state == S.SUBMITTING:
-        from .tasks import cancel_job
-
-        cancel_job.apply_async((job.pk, actor), countdown=1)
+    if job is None or job.is_terminal or job.state == S.SUBMITTING:
         return
     http_status = None
     detail = {}
@@ -549,12 +547,18 @@ def janitor() -> dict:
     2. `submitting` for longer than the submit deadline -> failed, "submission outcome unknown".
     3. `running` (sync) for longer than a call can take -> failed, the worker died during the call.
     4. `fetching` for a while -> fetched again; for longer than the fetch deadline -> failed.
+    5. A cancellation asked for more than a few seconds ago is carried out (its message may be lost).
     (A `queued` job whose message was lost needs nothing here: the sweep submits waiting jobs.)
     """
     from .tasks import fetch_result
 
     now = _now()
-    counts = {"timed_out": 0, "submit_unknown": 0, "running_lost": 0, "refetched": 0}
+    counts = {"timed_out": 0, "submit_unknown": 0, "running_lost": 0, "refetched": 0, "cancelled": 0}
+    # Cancellations asked for a while ago whose message was lost or whose worker died.
+    asked_before = now - timedelta(seconds=CANCEL_GRACE)
+    for job in Job.objects.filter(state__in=_ACTIVE, cancel_requested_at__lt=asked_before).exclude(state=S.SUBMITTING):
+        cancel(job.pk, actor=_cancelled_by(job))
+        counts["cancelled"] += 1
     for job in Job.objects.filter(state__in=[s for s in S.values if s not in _TERMINAL], deadline_at__lt=now):
         if job.oml_job_url:
             # The job is timed out either way; OML drops it after its own timeout.
@@ -609,3 +613,18 @@ def janitor() -> dict:
 
 
 _TERMINAL = {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}
+_ACTIVE = [s for s in S.values if s not in _TERMINAL]
+CANCEL_GRACE = 5.0
+
+
+def _cancelled_by(job: Job) -> str:
+    """Who asked: the audit trail's cancel entry for the job names them."""
+    from .models import AuditEntry
+
+    entry = (
+        AuditEntry.objects.filter(action="cancel", target_id=str(job.uuid))
+        .order_by("-at")
+        .only("actor_username")
+        .first()
+    )
+    return entry.actor_username if entry and entry.actor_username else "request"

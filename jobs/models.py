@@ -131,6 +131,10 @@ class Job(models.Model):
         null=True, blank=True, help_text="Spread of that duration: standard deviation of its logarithm."
     )
 
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Asked to cancel; a worker deletes the OML job and ends it cancelled."
+    )
+
     # Exactly what code ran, when the server's script list shows it.
     script_source = models.TextField(blank=True)
     script_sha256 = models.CharField(max_length=64, blank=True)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from .audit import audit_record
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
 from .specs import JobSpec, parse_job_request, spec_as_request
-from .states import ALLOWED_MOVES, TERMINAL_STATES, JobState
+from .states import ACTIVE_STATES, ALLOWED_MOVES, TERMINAL_STATES, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,14 @@ def job_cancel(*, job: Job, actor, request=None) -> bool:
         job_id=job.pk, to_state=JobState.CANCELLED, expected=[JobState.QUEUED], reason=f"cancelled by {actor}"
     ):
         return True
-    transaction.on_commit(lambda: tasks.cancel_job.delay(job.pk, str(actor)))
+    # The request is kept on the row, so that it survives a lost message or a dead worker: the sweep
+    # carries it out for a pending job (made due at once), the janitor for any other.
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, state__in=sorted(ACTIVE_STATES), cancel_requested_at__isnull=True).update(
+        cancel_requested_at=now
+    )
+    Job.objects.filter(pk=job.pk, state=JobState.PENDING).update(next_poll_at=now)
+    transaction.on_commit(lambda: tasks.cancel_job.delay(job.pk, str(actor)), robust=True)
     return True
 
 

@@ -247,3 +247,17 @@ def test_two_workers_sweep_the_same_jobs_without_polling_one_twice(second_stack,
         # Every status request the engine saw was counted by exactly one sweep: a job polled by two
         # sweeps at once would show more requests at the engine than on the job, or the reverse.
         assert EngineJob.objects.get(pk=job.oml_job_id).status_requests == job.poll_count
+
+
+def test_a_cancel_whose_message_is_lost_is_still_carried_out(live, analyst):
+    from jobs.services import job_cancel
+
+    job = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 600})
+    wait_for(lambda: Job.objects.get(pk=job.pk).state == JobState.PENDING, what="pending")
+    job.refresh_from_db()
+    # The request as job_cancel records it, without the message that would have carried it out at once.
+    Job.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+    wait_terminal(job)
+    assert job.state == JobState.CANCELLED
+    assert EngineJob.objects.get(pk=job.oml_job_id).state == EngineJob.State.DELETED
+    assert job_cancel(job=job, actor=analyst) is False
