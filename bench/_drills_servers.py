@@ -13,14 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.stack import free_port
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_SYSTEM_USER = "postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answers(port: int) -> bool:

@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,14 +32,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.stack import free_port  # noqa: E402 - the project root is on the path from here on
+
 USERNAME = "bench"
 PASSWORD = secrets.token_urlsafe(12)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bench_environment(var_dir: Path, port: int) -> dict[str, str]:
@@ -88,7 +86,6 @@ def prepare(target_bytes: int) -> tuple[str, int, int]:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omlpy_dashboard.settings")
-    sys.path.insert(0, str(ROOT))
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
