@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -405,13 +405,14 @@ def sweep() -> int:
 
 def _run_in_thread(item) -> None:
     step, job_id = item
-    close_old_connections()
     try:
         step(job_id)
     except Exception:  # one job's surprise must not stop the sweep; its lease makes it due again
         logger.exception("job %s: %s failed", job_id, step.__name__)
     finally:
-        close_old_connections()
+        # Pool threads outlive the sweep: a connection kept per thread would hold JOBS_SWEEP_THREADS
+        # database connections per worker process for nothing between sweeps.
+        connection.close()
 
 
 def _schedule(job: Job, now) -> timedelta:

@@ -97,7 +97,7 @@ class Stack:
                 "--worker-class",
                 "gthread",
                 "--threads",
-                "8",
+                "4",
                 "--timeout",
                 "120",
                 "--graceful-timeout",
