@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
-from celery import Celery
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection
@@ -17,7 +18,7 @@ from django.db import close_old_connections, connection
 from jobs.models import Connection, Job, JobTransition
 from jobs.services import connection_save, job_transition
 from jobs.states import ALLOWED_MOVES, JobKind, JobState
-from tests.stack import Stack, wait_for
+from tests.stack import ROOT, Stack, wait_for
 
 
 def _make_job(owner, conn, state=JobState.QUEUED) -> Job:
@@ -152,18 +153,14 @@ BROKERS = {
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_started_by_the_suite_runs_a_task(broker, tmp_path):
     queue = f"foundation-{uuid.uuid4().hex[:8]}"
-    env = {"CELERY_BROKER_URL": BROKERS[broker], "CELERY_QUEUE": queue}
-    stack = Stack(log_dir=tmp_path, env=env)
-    sender = Celery("sender", broker=BROKERS[broker])
-    sender.conf.update(
-        task_default_queue=queue,
-        broker_transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS if broker == "filesystem" else {},
-        task_serializer="json",
-    )
+    stack = Stack(log_dir=tmp_path, env={"CELERY_BROKER_URL": BROKERS[broker], "CELERY_QUEUE": queue})
     token = uuid.uuid4().hex
     try:
         stack.start_worker(beat=False, concurrency=1)
-        sender.send_task("jobs.tasks.heartbeat", args=[token])
+        # The message is sent as the web process sends it: through the project's Celery app, configured
+        # from the same environment as the worker.
+        sender = f"import django; django.setup(); from jobs.tasks import heartbeat; heartbeat.delay({token!r})"
+        subprocess.run([sys.executable, "-c", sender], cwd=ROOT, env=stack.env, check=True, timeout=60)
         stamp = wait_for(lambda: cache.get(f"worker-heartbeat:{token}"), timeout=60, what=f"heartbeat via {broker}")
         assert stamp.startswith("20")
     finally:
