@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.stack import free_port, wait_for  # noqa: E402 - the project root is on the path from here on
+from tests.stack import free_port, gunicorn_argv, wait_for  # noqa: E402 - the project root is on the path from here on
 
-__all__ = ["free_port", "wait_for"]
+__all__ = ["free_port", "gunicorn_argv", "wait_for"]
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
@@ -158,24 +158,7 @@ class WebServer:
         self.collectstatic()
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "omlpy_dashboard.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                str(self.threads),
-                "--timeout",
-                "120",
-                "--graceful-timeout",
-                "5",
-            ],
+            gunicorn_argv(self.port, workers=self.workers, threads=self.threads),
             cwd=ROOT,
             env=self.env,
             stdout=log,

@@ -26,6 +26,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def gunicorn_argv(port: int, *, workers: int, threads: int) -> list[str]:
+    """The project's web process as production runs it: gunicorn with threaded workers."""
+    return [
+        sys.executable, "-m", "gunicorn", "omlpy_dashboard.wsgi:application", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
+        "--timeout", "120", "--graceful-timeout", "5",
+    ]  # fmt: skip
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.2, what: str = "condition"):
     """Poll `predicate` until it returns something truthy; fail the test with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -83,27 +92,7 @@ class Stack:
         return proc
 
     def start_web(self) -> None:
-        self._spawn(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "omlpy_dashboard.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                "2",
-                "--worker-class",
-                "gthread",
-                "--threads",
-                "4",
-                "--timeout",
-                "120",
-                "--graceful-timeout",
-                "5",
-            ],
-        )
+        self._spawn("web", gunicorn_argv(self.port, workers=2, threads=4))
         wait_for(self._web_answers, timeout=60, what=f"web server on {self.base_url}")
 
     def _web_answers(self) -> bool:
