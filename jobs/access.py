@@ -12,11 +12,13 @@ A job the user may not see answers 404, never 403, so that its existence does no
 from __future__ import annotations
 
 import uuid as uuid_lib
+from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from accounts.models import Membership
+from accounts.models import Membership, Team
 
 from .models import AuditEntry, Job
 
@@ -25,8 +27,49 @@ def is_admin(user) -> bool:
     return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
 
 
+@dataclass(frozen=True)
+class Role:
+    team_id: int
+    team_name: str
+    role: str
+    shares_history: bool
+
+
+# Where memberships() keeps what it read on the user object.
+_MEMBERSHIPS_ATTR = "_access_memberships"
+
+
+def memberships(user) -> tuple[Role, ...]:
+    """The user's teams and roles, ordered by team name; read once per user object.
+
+    A request's user is loaded anew for every request, so a request sees its memberships as they were when it
+    first asked and never pays more than one query for them, however many checks a page or a handler makes.
+    """
+    if not user.is_authenticated:
+        return ()
+    cached = getattr(user, _MEMBERSHIPS_ATTR, None)
+    if cached is None:
+        # Plain SQL: asked on every request, and a compiled queryset costs more than the query itself.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT m.team_id, t.name, m.role, t.shares_history "  # noqa: S608 - table names only
+                f"FROM {Membership._meta.db_table} m JOIN {Team._meta.db_table} t ON t.id = m.team_id "
+                "WHERE m.user_id = %s ORDER BY t.name, t.id",
+                [user.pk],
+            )
+            cached = tuple(Role(team_id, name, role, bool(shares)) for team_id, name, role, shares in cursor.fetchall())
+        setattr(user, _MEMBERSHIPS_ATTR, cached)
+    return cached
+
+
+def home_team_id(user) -> int | None:
+    """The team a new job of `user` is filed under: the first of their teams by name."""
+    roles = memberships(user)
+    return roles[0].team_id if roles else None
+
+
 def is_auditor(user) -> bool:
-    return bool(user.is_authenticated and Membership.objects.filter(user=user, role=Membership.Role.AUDITOR).exists())
+    return any(role.role == Membership.Role.AUDITOR for role in memberships(user))
 
 
 def can_submit(user) -> bool:
@@ -35,7 +78,8 @@ def can_submit(user) -> bool:
         return False
     if is_admin(user):
         return True
-    return not is_auditor(user) or Membership.objects.filter(user=user, role=Membership.Role.ANALYST).exists()
+    roles = {role.role for role in memberships(user)}
+    return Membership.Role.AUDITOR not in roles or Membership.Role.ANALYST in roles
 
 
 def visibility_filter(user) -> Q | None:
@@ -46,9 +90,11 @@ def visibility_filter(user) -> Q | None:
     # for a user who only sees their own jobs, PostgreSQL walks the owner's history index instead of filtering
     # the whole table's (bench/history.py).
     teams = sorted(
-        Membership.objects.filter(
-            Q(role=Membership.Role.AUDITOR) | Q(role=Membership.Role.ANALYST, team__shares_history=True), user=user
-        ).values_list("team_id", flat=True)
+        {
+            role.team_id
+            for role in memberships(user)
+            if role.role == Membership.Role.AUDITOR or (role.role == Membership.Role.ANALYST and role.shares_history)
+        }
     )
     return Q(owner=user) | Q(team_id__in=teams) if teams else Q(owner=user)
 
@@ -90,6 +136,6 @@ def visible_audit_entries(user) -> QuerySet[AuditEntry]:
         return AuditEntry.objects.none()
     if is_admin(user):
         return AuditEntry.objects.all()
-    audited = Membership.objects.filter(user=user, role=Membership.Role.AUDITOR).values("team_id")
+    audited = [role.team_id for role in memberships(user) if role.role == Membership.Role.AUDITOR]
     members = Membership.objects.filter(team_id__in=audited).values("user_id")
     return AuditEntry.objects.filter(actor_id__in=members)

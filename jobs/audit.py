@@ -22,6 +22,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from omlpy_dashboard.fastsql import insert_one
+
 from .models import AuditEntry
 
 GENESIS_HASH = "0" * 64
@@ -136,14 +138,18 @@ def audit_record(
         target_id=str(target_id)[:64],
         details=json.loads(_canonical(details or {})),
     )
-    with transaction.atomic():
+    # Part of the caller's transaction when there is one (no savepoint: a failed append fails the whole write).
+    with transaction.atomic(savepoint=False):
         _lock_chain()
-        last = AuditEntry.objects.order_by("-id").values_list("entry_hash", flat=True).first()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT entry_hash FROM {AuditEntry._meta.db_table} ORDER BY id DESC LIMIT 1")  # noqa: S608
+            row = cursor.fetchone()
+        last = row[0] if row else None
         entry.prev_hash = last or GENESIS_HASH
         # Taken under the lock, so that time order and chain order agree.
         entry.at = timezone.now()
         entry.entry_hash = compute_hash(entry)
-        entry.save(force_insert=True)
+        insert_one(entry)
     return entry
 
 

@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db import models
 from django.db.models import F, Q
 
@@ -54,6 +55,16 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def default(cls) -> "Connection | None":
+        """The default connection, or None. Plain SQL: every submission that names no connection asks."""
+        from omlpy_dashboard.fastsql import model_columns, model_from_row
+
+        with db_connection.cursor() as cursor:
+            cursor.execute(f"SELECT {model_columns(cls, 'c')} FROM {cls._meta.db_table} c WHERE c.is_default LIMIT 1")  # noqa: S608
+            row = cursor.fetchone()
+        return model_from_row(cls, row) if row else None
 
     def set_password(self, plain: str) -> None:
         from .crypto import encrypt

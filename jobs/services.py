@@ -12,6 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from omlpy_dashboard.fastsql import insert_one
+
+from . import access
 from .audit import audit_record
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
 from .specs import JobSpec, parse_job_request, spec_as_request
@@ -85,15 +88,17 @@ def job_transition(
         moved = Job.objects.filter(pk=job_id, state=current).update(state=to_state, **fields)
         if not moved:
             return False
-        JobTransition.objects.create(
-            job_id=job_id,
-            from_state=current,
-            to_state=to_state,
-            at=now,
-            reason=reason[:500],
-            http_status=http_status,
-            latency_ms=latency_ms,
-            detail=detail or {},
+        insert_one(
+            JobTransition(
+                job_id=job_id,
+                from_state=current,
+                to_state=to_state,
+                at=now,
+                reason=reason[:500],
+                http_status=http_status,
+                latency_ms=latency_ms,
+                detail=detail or {},
+            )
         )
     logger.info("job %s: %s -> %s (%s)", job_id, current, to_state, reason)
     return True
@@ -110,17 +115,12 @@ def job_update_polling(*, job_id: int, **fields) -> int:
 # --- Jobs -----------------------------------------------------------------------------------------
 
 
-def _team_of(user):
-    membership = user.memberships.select_related("team").order_by("team__name").first()
-    return membership.team if membership else None
-
-
 def job_create(*, owner, spec: JobSpec, parent: Job | None = None, request=None, action: str = "submit") -> Job:
     """Record a job as `queued` and send it to a worker once the row is committed."""
     from . import tasks
 
     with transaction.atomic():
-        job = Job.objects.create(owner=owner, team=_team_of(owner), parent=parent, **spec.model_fields())
+        job = insert_one(Job(owner=owner, team_id=access.home_team_id(owner), parent=parent, **spec.model_fields()))
         audit_record(
             action=action,
             actor=owner,

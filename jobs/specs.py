@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -88,8 +88,8 @@ class JobSpec:
     env_name: str = ""
 
     def model_fields(self) -> dict[str, Any]:
-        """The Job columns this spec fills."""
-        return asdict(self) | {"connection": self.connection}
+        """The Job columns this spec fills. Shallow: asdict() would deep-copy the connection and the parameters."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
 
 
 def _blank(value: Any) -> bool:
@@ -144,7 +144,7 @@ def parse_parameters(value: Any) -> dict[str, Any]:
 
 def _resolve_connection(value: Any, errors: dict) -> Connection | None:
     if _blank(value):
-        connection = Connection.objects.filter(is_default=True).first()
+        connection = Connection.default()
         if connection is None:
             errors.setdefault("connection", []).append("No default connection is configured; choose one.")
         return connection
