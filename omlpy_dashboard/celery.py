@@ -5,10 +5,10 @@ from datetime import timedelta
 
 from celery import Celery
 
-from .broker import install as install_atomic_filesystem_transport
+from .broker import install as install_transports
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omlpy_dashboard.settings")
-install_atomic_filesystem_transport()
+install_transports()
 
 app = Celery("omlpy_dashboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
