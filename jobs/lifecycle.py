@@ -399,19 +399,33 @@ def sweep() -> int:
     claimed = claim_due_jobs()
     work = [(submit, pk) for pk in to_submit] + [(poll, pk) for pk in claimed]
     if work:
-        list(_pool().map(_run_in_thread, work))
+        items = iter(work)
+        lock = threading.Lock()
+        drains = [_pool().submit(_drain, items, lock) for _ in range(min(settings.JOBS_SWEEP_THREADS, len(work)))]
+        for drain in drains:
+            drain.result()
     return len(work)
 
 
-def _run_in_thread(item) -> None:
-    step, job_id = item
+def _drain(items, lock: threading.Lock) -> None:
+    """Take the sweep's items one at a time until none is left, on one database connection.
+
+    The connection is closed when the sweep's work is done: pool threads outlive the sweep, and a connection
+    kept per thread would hold JOBS_SWEEP_THREADS database connections per worker process between sweeps,
+    while one opened per item would cost a connection set-up per poll.
+    """
     try:
-        step(job_id)
-    except Exception:  # one job's surprise must not stop the sweep; its lease makes it due again
-        logger.exception("job %s: %s failed", job_id, step.__name__)
+        while True:
+            with lock:
+                item = next(items, None)
+            if item is None:
+                return
+            step, job_id = item
+            try:
+                step(job_id)
+            except Exception:  # one job's surprise must not stop the sweep; its lease makes it due again
+                logger.exception("job %s: %s failed", job_id, step.__name__)
     finally:
-        # Pool threads outlive the sweep: a connection kept per thread would hold JOBS_SWEEP_THREADS
-        # database connections per worker process for nothing between sweeps.
         connection.close()
 
 
