@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from ..states import JobKind, JobState
+from jobs.states import JobKind, JobState
 
 register = template.Library()
 
