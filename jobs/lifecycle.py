@@ -23,6 +23,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from omlpy_dashboard.fastsql import model_columns, model_from_row
+
 from . import polling
 from .models import Connection, Job, JobTransition
 from .oml.client import OMLClient, client_for
@@ -442,9 +444,27 @@ def _schedule(job: Job, now) -> timedelta:
     return timedelta(seconds=polling.next_delay(age=age, expected=expected, until_deadline=until_deadline))
 
 
+def _pending_job(job_id: int) -> Job | None:
+    """The job with its connection if it is still pending. Plain SQL: the sweep reads one for every poll."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {model_columns(Job, 'j')}, {model_columns(Connection, 'c')} "  # noqa: S608 - model names only
+            f"FROM {Job._meta.db_table} j JOIN {Connection._meta.db_table} c ON c.id = j.connection_id "
+            "WHERE j.id = %s AND j.state = %s",
+            [job_id, S.PENDING],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(Job._meta.concrete_fields)
+    job = model_from_row(Job, row[:split])
+    job.connection = model_from_row(Connection, row[split:])
+    return job
+
+
 def poll(job_id: int) -> None:
     """One status request for a claimed job, and what follows from the answer."""
-    job = Job.objects.select_related("connection").filter(pk=job_id, state=S.PENDING).first()
+    job = _pending_job(job_id)
     if job is None:
         return
     if job.cancel_requested_at:
@@ -467,9 +487,9 @@ def poll(job_id: int) -> None:
         else:
             job_update_polling(
                 job_id=job.pk,
+                requests=1,
                 next_poll_at=now + _schedule(job, now),
                 last_polled_at=now,
-                poll_count=F("poll_count") + 1,
             )
         return
     now = _now()
@@ -477,9 +497,9 @@ def poll(job_id: int) -> None:
     if status.state == "pending":
         job_update_polling(
             job_id=job.pk,
+            requests=status.requests_sent,
             next_poll_at=now + _schedule(job, now),
             last_polled_at=now,
-            poll_count=counted,
             oml_elapsed_seconds=status.elapsed_seconds,
             last_error="",
         )
@@ -505,9 +525,9 @@ def poll(job_id: int) -> None:
     if status.http_status == 500 and job.last_error != STATUS_500_MARK:
         job_update_polling(
             job_id=job.pk,
+            requests=status.requests_sent,
             next_poll_at=now + timedelta(seconds=settings.JOBS_POLL_INITIAL),
             last_polled_at=now,
-            poll_count=counted,
             last_error=STATUS_500_MARK,
         )
         return
