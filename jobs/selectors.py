@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import uuid as uuid_lib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from .access import visible_jobs
 from .models import Job, JobTransition
+from .states import TERMINAL_STATES
 
 DEFAULT_WINDOW = timedelta(days=7)
 MAX_PAGE = 200
@@ -37,7 +39,7 @@ class Page:
     next_cursor: str | None
 
 
-def encode_cursor(job: Job) -> str:
+def encode_cursor(job: Job | HistoryRow) -> str:
     raw = f"{job.created_at.isoformat()}|{job.pk}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -56,12 +58,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 def _search_condition(term: str) -> Q:
-    import uuid
-
     term = term.strip()
     condition = Q(oml_job_id=term) | Q(script_name__istartswith=term)
     with contextlib.suppress(ValueError):
-        condition |= Q(uuid=uuid.UUID(term))
+        condition |= Q(uuid=uuid_lib.UUID(term))
     return condition
 
 
@@ -100,16 +100,64 @@ def _after_asc(created: datetime, pk: int) -> Q:
     return Q(created_at__gte=created) & (Q(created_at__gt=created) | Q(created_at=created, id__gt=pk))
 
 
-def job_history(user, filters: HistoryFilters, *, cursor: str | None = None, limit: int = 50) -> Page:
-    """One page of history after `cursor`; the cursor of the next page, or None on the last one."""
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """A job as the history page lists it: the columns of its row, read as values rather than as a model
+    instance with its owner and connection (three instances a row cost more than the rest of the page)."""
+
+    pk: int
+    uuid: uuid_lib.UUID
+    state: str
+    kind: str
+    script_name: str
+    script_owner: str
+    created_at: datetime
+    finished_at: datetime | None
+    owner_name: str
+    connection_name: str
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+HISTORY_ROW_COLUMNS = (
+    "pk",
+    "uuid",
+    "state",
+    "kind",
+    "script_name",
+    "script_owner",
+    "created_at",
+    "finished_at",
+    "owner__username",
+    "connection__name",
+)
+
+
+def history_rows(jobs: QuerySet[Job]) -> list[HistoryRow]:
+    return [HistoryRow(*values) for values in jobs.values_list(*HISTORY_ROW_COLUMNS)]
+
+
+def _page(jobs: QuerySet[Job], limit: int, rows: bool) -> Page:
+    items = history_rows(jobs[: limit + 1]) if rows else list(jobs.select_related("owner", "connection")[: limit + 1])
+    next_cursor = encode_cursor(items[limit - 1]) if len(items) > limit else None
+    return Page(items=items[:limit], next_cursor=next_cursor)
+
+
+def job_history(
+    user, filters: HistoryFilters, *, cursor: str | None = None, limit: int = 50, rows: bool = False
+) -> Page:
+    """One page of history after `cursor`; the cursor of the next page, or None on the last one.
+
+    Items are Job instances with their owner and connection, or with `rows` HistoryRows (the page's rows).
+    """
     limit = max(1, min(limit, MAX_PAGE))
-    jobs = job_history_queryset(user, filters).select_related("owner", "connection")
+    jobs = job_history_queryset(user, filters)
     if cursor:
         created, pk = decode_cursor(cursor)
         jobs = jobs.filter(_after_desc(created, pk))
-    items = list(jobs[: limit + 1])
-    next_cursor = encode_cursor(items[limit - 1]) if len(items) > limit else None
-    return Page(items=items[:limit], next_cursor=next_cursor)
+    return _page(jobs, limit, rows)
 
 
 def job_timeline(job: Job) -> list[JobTransition]:
@@ -138,7 +186,7 @@ HISTORY_SORTS = ("newest", "oldest", "longest")
 def job_history_sorted(
     user, filters: HistoryFilters, *, sort: str = "newest", cursor: str | None = None, limit: int = 50
 ) -> Page:
-    """The history page in one of HISTORY_SORTS.
+    """The history page in one of HISTORY_SORTS, as HistoryRows.
 
     - newest: job_history (keyset on (created_at, id) descending).
     - oldest: the same keyset ascending; the cursor is the last row shown.
@@ -148,13 +196,11 @@ def job_history_sorted(
     """
     if sort == "oldest":
         limit = max(1, min(limit, MAX_PAGE))
-        jobs = job_history_queryset(user, filters).select_related("owner", "connection").order_by("created_at", "id")
+        jobs = job_history_queryset(user, filters).order_by("created_at", "id")
         if cursor:
             created, pk = decode_cursor(cursor)
             jobs = jobs.filter(_after_asc(created, pk))
-        items = list(jobs[: limit + 1])
-        next_cursor = encode_cursor(items[limit - 1]) if len(items) > limit else None
-        return Page(items=items[:limit], next_cursor=next_cursor)
+        return _page(jobs, limit, rows=True)
     if sort == "longest":
         from django.db.models import DurationField, ExpressionWrapper, F
 
@@ -163,14 +209,13 @@ def job_history_sorted(
         jobs = (
             job_history_queryset(user, filters)
             .filter(finished_at__isnull=False)
-            .select_related("owner", "connection")
             .annotate(total_duration=duration)
             .order_by("-total_duration", "-id")
         )
-        return Page(items=list(jobs[:limit]), next_cursor=None)
-    return job_history(user, filters, cursor=cursor, limit=limit)
+        return Page(items=history_rows(jobs[:limit]), next_cursor=None)
+    return job_history(user, filters, cursor=cursor, limit=limit, rows=True)
 
 
-def jobs_by_uuids(user, uuids) -> list[Job]:
-    """The jobs among `uuids` that `user` may see, in one query (the history page's live rows)."""
-    return list(visible_jobs(user).filter(uuid__in=list(uuids)).select_related("owner", "connection"))
+def jobs_by_uuids(user, uuids) -> list[HistoryRow]:
+    """The rows of the jobs among `uuids` that `user` may see, in one query (the history page's live rows)."""
+    return history_rows(visible_jobs(user).filter(uuid__in=list(uuids)))

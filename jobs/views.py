@@ -68,6 +68,7 @@ def history(request):
     has_range = filters.created_from is not None or filters.created_to is not None
     context = {
         "form": form,
+        "connection_choices": form.connection_choices(),
         "page": page,
         "jobs": page.items,
         "active_ids": [str(job.uuid) for job in page.items if not job.is_terminal],
