@@ -1,0 +1,144 @@
+"""The plain-SQL paths of submissions and polls read and write exactly what the ORM would."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts.models import Membership, Team
+from accounts.tokens import token_create, user_for_token
+from jobs import access
+from jobs.audit import audit_record, audit_verify_chain
+from jobs.models import AuditEntry, Connection, Job, JobTransition
+from jobs.services import connection_save, job_create, job_transition, job_update_polling
+from jobs.specs import parse_job_request
+from omlpy_dashboard.fastsql import insert_one, model_columns, model_from_row
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conn():
+    return connection_save(
+        name="Main & <test>", base_url="https://oml.example.com", username="OMLUSER", password="pw", is_default=True
+    )
+
+
+def test_model_from_row_converts_like_a_queryset(conn):
+    with connection.cursor() as cursor:
+        sql = f"SELECT {model_columns(Connection, 'c')} FROM jobs_connection c WHERE c.id = %s"  # noqa: S608
+        cursor.execute(sql, [conn.pk])
+        row = cursor.fetchone()
+    read = model_from_row(Connection, row)
+    expected = Connection.objects.get(pk=conn.pk)
+    for field in Connection._meta.concrete_fields:
+        assert getattr(read, field.attname) == getattr(expected, field.attname), field.name
+    assert read.is_default is True
+    assert isinstance(read.created_at, datetime)
+    assert timezone.is_aware(read.created_at)
+    assert read._state.adding is False
+    assert read._state.db == "default"
+
+
+def test_default_connection_is_the_one_marked_default(conn):
+    other = connection_save(name="Other", base_url="https://b.example.com", username="U", password="pw")
+    assert Connection.default().pk == conn.pk
+    connection_save(
+        connection=other, name="Other", base_url="https://b.example.com", username="U", password=None, is_default=True
+    )
+    assert Connection.default().pk == other.pk
+    Connection.objects.all().delete()
+    assert Connection.default() is None
+
+
+def test_insert_one_stores_what_save_would(conn, analyst):
+    spec = parse_job_request({"kind": "do_eval", "script": "group_count", "parameters": {"n": 3, "name": "é\"'<"}})
+    job = insert_one(Job(owner=analyst, **spec.model_fields()))
+    stored = Job.objects.get(pk=job.pk)
+    assert stored.uuid == job.uuid
+    assert stored.parameters == {"n": 3, "name": "é\"'<"}
+    assert stored.state == "queued"
+    assert stored.connection_id == conn.pk
+    assert stored.owner_id == analyst.pk
+    assert timezone.is_aware(stored.created_at)
+    assert stored.created_at == job.created_at
+    with pytest.raises(ValueError, match="already saved"):
+        insert_one(job)
+
+
+def test_token_user_is_a_complete_user_with_aware_times(analyst):
+    analyst.last_login = timezone.now() - timedelta(days=1)
+    analyst.save()
+    token, raw = token_create(user=analyst, name="t")
+    user = user_for_token(raw)
+    assert user.pk == analyst.pk
+    assert user.username == analyst.username
+    assert user.is_authenticated
+    assert timezone.is_aware(user.last_login)
+    assert user.last_login == analyst.last_login
+    assert user.date_joined == analyst.date_joined
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+    assert user_for_token(raw + "x") is None
+    analyst.is_active = False
+    analyst.save()
+    assert user_for_token(raw) is None
+
+
+def test_memberships_are_read_once_per_user_object(analyst):
+    team = Team.objects.create(name="Risk")
+    Membership.objects.create(user=analyst, team=team, role=Membership.Role.ANALYST)
+    with CaptureQueriesContext(connection) as queries:
+        assert access.can_submit(analyst)
+        assert not access.is_auditor(analyst)
+        assert access.home_team_id(analyst) == team.pk
+    assert len(queries) == 1
+
+
+def test_a_submission_makes_a_fixed_small_number_of_statements(conn, analyst):
+    Membership.objects.create(user=analyst, team=Team.objects.create(name="Risk"), role=Membership.Role.ANALYST)
+    spec = parse_job_request({"kind": "do_eval", "script": "group_count"})
+    with CaptureQueriesContext(connection) as queries:
+        job = job_create(owner=analyst, spec=spec)
+    statements = [q["sql"] for q in queries]
+    # One savepoint: job_create's transaction, nested in the test's; the audit entry takes none of its own.
+    assert sum(sql.startswith("SAVEPOINT") for sql in statements) == 1
+    assert sum(sql.startswith("INSERT") for sql in statements) == 2
+    # Memberships, the audit chain's head (and its lock on PostgreSQL): nothing per field or per check.
+    assert sum(sql.startswith("SELECT") for sql in statements) <= 3
+    assert AuditEntry.objects.filter(target_id=str(job.uuid), action="submit").count() == 1
+    assert audit_verify_chain().ok
+
+
+def test_audit_chain_stays_valid_through_plain_inserts(analyst):
+    for n in range(5):
+        audit_record(action="submit", actor=analyst, target_type="job", target_id=str(n), details={"n": n})
+    report = audit_verify_chain()
+    assert report.ok
+    assert report.checked == 5
+
+
+def test_poll_update_only_touches_a_pending_job(conn, analyst):
+    spec = parse_job_request({"kind": "do_eval", "script": "group_count"})
+    job = job_create(owner=analyst, spec=spec)
+    now = timezone.now()
+    assert job_update_polling(job_id=job.pk, requests=1, next_poll_at=now, last_polled_at=now) == 0
+    job_transition(job_id=job.pk, to_state="submitting", reason="t")
+    job_transition(job_id=job.pk, to_state="pending", reason="t", next_poll_at=now, oml_job_url="https://x/1")
+    later = now + timedelta(seconds=5)
+    assert (
+        job_update_polling(
+            job_id=job.pk, requests=2, next_poll_at=later, last_polled_at=now, oml_elapsed_seconds=None, last_error=""
+        )
+        == 1
+    )
+    job_update_polling(job_id=job.pk, requests=1, next_poll_at=later, last_polled_at=now, oml_elapsed_seconds=1.5)
+    job.refresh_from_db()
+    assert (job.poll_count, job.next_poll_at, job.oml_elapsed_seconds) == (3, later, 1.5)
+    assert JobTransition.objects.filter(job=job).count() == 2
+    with pytest.raises(TypeError):
+        job_update_polling(job_id=job.pk, state="succeeded")
