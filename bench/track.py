@@ -107,14 +107,27 @@ def cleanup(env: dict) -> None:
 
 
 class RssSampler(threading.Thread):
-    """Samples the worker's resident memory (main process plus its pool children)."""
+    """Samples the worker's resident memory (main process plus its pool children), and the CPU time it and
+    the whole machine have used since the sampler started."""
 
     def __init__(self, pid: int):
+        import psutil
+
         super().__init__(daemon=True)
         self.pid = pid
         self.peak_total = 0.0
         self.peak_single = 0.0
+        self.peak_pss = 0.0
+        self.worker_cpu: dict[int, float] = {}
+        self.machine_start = psutil.cpu_times()
         self.stop = threading.Event()
+
+    def machine_busy_seconds(self) -> float:
+        import psutil
+
+        now = psutil.cpu_times()
+        idle = (now.idle - self.machine_start.idle) + (now.iowait - self.machine_start.iowait)
+        return sum(now) - sum(self.machine_start) - idle
 
     def run(self) -> None:
         import psutil
@@ -127,6 +140,11 @@ class RssSampler(threading.Thread):
                 sizes = [p.memory_info().rss / 1e6 for p in procs if p.is_running()]
                 self.peak_total = max(self.peak_total, sum(sizes))
                 self.peak_single = max(self.peak_single, max(sizes, default=0))
+                # RSS counts the pages a forked pool process shares with its parent twice; PSS shares them out.
+                self.peak_pss = max(self.peak_pss, sum(p.memory_full_info().pss / 1e6 for p in procs))
+                for process in procs:
+                    times = process.cpu_times()
+                    self.worker_cpu[process.pid] = times.user + times.system
             self.stop.wait(0.5)
 
 
@@ -370,15 +388,21 @@ def main() -> None:
             "db": args.db,
             "jobs": len(plan),
             "lost": len(plan) - len(jobs),
-            "stuck": sum(job.state not in terminal for job in jobs),
+            # Not ended when the measurement stopped: late (the worker had not caught up), not stranded.
+            "unfinished_at_cutoff": sum(job.state not in terminal for job in jobs),
             "failed": sum(job.state == "failed" for job in jobs),
             "peak_in_flight": peak_in_flight,
             "worker_peak_rss_mb": round(sampler.peak_total, 1),
             "worker_peak_rss_single_process_mb": round(sampler.peak_single, 1),
+            "worker_peak_pss_mb": round(sampler.peak_pss, 1),
             "sweep_query_ms_p50": _round(percentile(sweep_ms, 0.5)),
             "sweep_query_ms_max": _round(max(sweep_ms, default=None)),
             "submit_seconds": round(submit_seconds, 1),
             "wall_seconds": round(time.monotonic() - started, 1),
+            # Where the two cores went: the worker (main + pool process) against the whole machine, which also
+            # runs the engine (web and worker), PostgreSQL, Redis, beat and this script.
+            "worker_cpu_seconds": round(sum(sampler.worker_cpu.values()), 1),
+            "machine_busy_cpu_seconds": round(sampler.machine_busy_seconds(), 1),
         }
         if args.strategy:
             by_strategy = {}
