@@ -87,19 +87,20 @@ def _escape(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-_STATE_LABELS = dict(JobState.choices)
-_KIND_LABELS = dict(JobKind.choices)
+_STATE_LABELS = {value: _escape(label) for value, label in JobState.choices}
+_KIND_LABELS = {value: _escape(label) for value, label in JobKind.choices}
 _URL_MARK = str(uuid_lib.UUID(int=0))
 _detail_urls: dict[str, tuple[str, str]] = {}
 
 
 def _detail_url(job_uuid) -> str:
-    """reverse("jobs:detail", args=[job_uuid]), resolved once per script prefix rather than once per row."""
+    """reverse("jobs:detail", args=[job_uuid]), escaped for an attribute; resolved once per script prefix
+    rather than once per row."""
     prefix = get_script_prefix()
     parts = _detail_urls.get(prefix)
     if parts is None:
         before, _, after = reverse("jobs:detail", args=[_URL_MARK]).partition(_URL_MARK)
-        parts = _detail_urls[prefix] = (before, after)
+        parts = _detail_urls[prefix] = (_escape(before), _escape(after))
     return f"{parts[0]}{job_uuid}{parts[1]}"
 
 
@@ -113,22 +114,24 @@ def history_row(job, oob: bool = False) -> SafeString:
     """
     esc = _escape
     job_id = str(job.uuid)
-    state = esc(job.state)
+    # State and kind are CHECK-constrained to known values, whose labels are escaped once, below.
+    state = job.state if job.state in _STATE_LABELS else esc(job.state)
     swap = ' hx-swap-oob="true"' if oob else ""
     owner = f' <span class="muted">({esc(job.script_owner)})</span>' if job.script_owner else ""
-    elapsed = esc(seconds(job_elapsed(job)))
+    elapsed = seconds(job_elapsed(job))
     duration = elapsed if job.is_terminal else f'<span class="muted">{elapsed} so far</span>'
-    created = job.created_at
-    return mark_safe(  # noqa: S308 - every value above is escaped
+    tz = timezone.get_current_timezone()
+    local = job.created_at.astimezone(tz)
+    return mark_safe(  # noqa: S308 - free text escaped; the rest is ours (labels, uuid, times, durations)
         f'<tr id="job-{job_id}" data-state="{state}"{swap}>\n'
-        f'  <td><span class="badge state-{state}">{esc(_STATE_LABELS.get(job.state, job.state))}</span></td>\n'
-        f'  <td><a class="mono" href="{esc(_detail_url(job_id))}" title="{job_id}">{job_id[:8]}</a></td>\n'
-        f"  <td>{esc(_KIND_LABELS.get(job.kind, job.kind))}</td>\n"
+        f'  <td><span class="badge state-{state}">{_STATE_LABELS.get(job.state) or esc(job.state)}</span></td>\n'
+        f'  <td><a class="mono" href="{_detail_url(job_id)}" title="{job_id}">{job_id[:8]}</a></td>\n'
+        f"  <td>{_KIND_LABELS.get(job.kind) or esc(job.kind)}</td>\n"
         f'  <td class="mono">{esc(job.script_name)}{owner}</td>\n'
         f"  <td>{esc(job.owner_name)}</td>\n"
         f"  <td>{esc(job.connection_name)}</td>\n"
-        f'  <td class="nowrap"><time datetime="{timezone.localtime(created).isoformat()}">{esc(zoned(created))}</time>'
-        "</td>\n"
+        f'  <td class="nowrap"><time datetime="{local.isoformat()}">'
+        f"{local:%Y-%m-%d %H:%M:%S} {esc(local.tzname() or str(tz))}</time></td>\n"
         f'  <td class="num nowrap">{duration}</td>\n'
         "</tr>\n"
     )
