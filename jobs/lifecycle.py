@@ -427,6 +427,8 @@ def _drain(items, lock: threading.Lock) -> None:
                 step(job_id)
             except Exception:  # one job's surprise must not stop the sweep; its lease makes it due again
                 logger.exception("job %s: %s failed", job_id, step.__name__)
+                # A database that went away leaves this connection broken: open a new one for the next item.
+                connection.close_if_unusable_or_obsolete()
     finally:
         connection.close()
 
