@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -118,8 +119,15 @@ def _has_error_message(body: bytes) -> bool:
     return isinstance(data, dict) and "errorMessage" in data and "result" not in data
 
 
-def _session(pool_size: int) -> requests.Session:
+def _session(pool_size: int, base_url: str) -> requests.Session:
     session = requests.Session()
+    # The environment (proxies for this server, a CA bundle) is read once here. By default requests reads
+    # it again on every request, which was a twentieth of a sweep's CPU.
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
     # GET and DELETE are idempotent: retry them on connection errors and overload answers. POST never.
     retry = Retry(
         total=settings.OML_GET_RETRIES,
@@ -146,14 +154,15 @@ class OMLClient:
     def __init__(self, info: ConnectionInfo, store: TokenStore, *, pool_size: int = 16):
         self.info = info
         self.store = store
-        self.session = _session(pool_size)
+        self.session = _session(pool_size, info.base_url)
         # POSTs travel on connections of their own, each used once. A pooled keep-alive connection that the
         # server is closing at that moment fails with a reset that cannot tell whether the request arrived,
         # and OML has no idempotency key, so such a submission could only end "outcome unknown". A fresh
         # connection fails, if at all, while connecting: before anything was sent, so safe to try again.
-        self._post_session = _session(pool_size)
+        self._post_session = _session(pool_size, info.base_url)
         self._token_lock = threading.Lock()
-        # This process's copy of the last token, used only while the shared store cannot be reached.
+        # This process's copy of the last token: used while it is valid (the shared store is read only when
+        # it is about to expire), and while the shared store cannot be reached.
         self._local_token: dict | None = None
         self.timeout = (settings.OML_CONNECT_TIMEOUT, settings.OML_READ_TIMEOUT)
 
@@ -200,8 +209,13 @@ class OMLClient:
     def token(self, *, force: bool = False) -> str:
         """A valid access token, from the shared store when one is there and not about to expire."""
         if not force:
+            # Every request asks: a valid copy in this process saves a round trip to the shared store.
+            local = self._local_token
+            if local and local["expires_at"] - settings.OML_TOKEN_REFRESH_MARGIN > time.time():
+                return local["access"]
             cached = self._stored_token()
             if cached and cached["expires_at"] - settings.OML_TOKEN_REFRESH_MARGIN > time.time():
+                self._local_token = cached
                 return cached["access"]
         with self._token_lock:
             cached = self._stored_token()
