@@ -53,6 +53,25 @@ def _client(job: Job) -> OMLClient:
 # --- Submit -----------------------------------------------------------------------------------
 
 
+def _job_in_state(job_id: int, state: str) -> Job | None:
+    """The job with its connection if it is in `state`. Plain SQL: the sweep reads one for every submission,
+    poll and fetch, and the compiled queryset cost more than the query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {model_columns(Job, 'j')}, {model_columns(Connection, 'c')} "  # noqa: S608 - model names only
+            f"FROM {Job._meta.db_table} j JOIN {Connection._meta.db_table} c ON c.id = j.connection_id "
+            "WHERE j.id = %s AND j.state = %s",
+            [job_id, state],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(Job._meta.concrete_fields)
+    job = model_from_row(Job, row[:split])
+    job.connection = model_from_row(Connection, row[split:])
+    return job
+
+
 def _script_snapshot(job: Job, client: OMLClient) -> dict:
     """The script's source and its sha256, when the server's script list shows it (cached briefly)."""
     key = f"oml-scripts:{job.connection_id}:{job.connection.updated_at.timestamp()}"
@@ -110,7 +129,7 @@ def submit(job_id: int) -> None:
        Refused (429/503/no free resource): -> queued and sent again shortly, up to a limit.
        Outcome unknown (timeout after sending): -> failed; OML has no idempotency key, so never resubmit.
     """
-    job = Job.objects.select_related("connection").filter(pk=job_id, state=S.QUEUED).first()
+    job = _job_in_state(job_id, S.QUEUED)
     if job is None:
         return
     client = _client(job)
@@ -292,7 +311,7 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
 def fetch(job_id: int) -> None:
     """GET the result of a job OML has finished and store it; an error answer fails the job verbatim.
     A transient failure leaves the job in `fetching` for the janitor to fetch again."""
-    job = Job.objects.select_related("connection").filter(pk=job_id, state=S.FETCHING).first()
+    job = _job_in_state(job_id, S.FETCHING)
     if job is None:
         return
     url = job.oml_result_url or f"{job.oml_job_url}/result"
@@ -446,27 +465,9 @@ def _schedule(job: Job, now) -> timedelta:
     return timedelta(seconds=polling.next_delay(age=age, expected=expected, until_deadline=until_deadline))
 
 
-def _pending_job(job_id: int) -> Job | None:
-    """The job with its connection if it is still pending. Plain SQL: the sweep reads one for every poll."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {model_columns(Job, 'j')}, {model_columns(Connection, 'c')} "  # noqa: S608 - model names only
-            f"FROM {Job._meta.db_table} j JOIN {Connection._meta.db_table} c ON c.id = j.connection_id "
-            "WHERE j.id = %s AND j.state = %s",
-            [job_id, S.PENDING],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(Job._meta.concrete_fields)
-    job = model_from_row(Job, row[:split])
-    job.connection = model_from_row(Connection, row[split:])
-    return job
-
-
 def poll(job_id: int) -> None:
     """One status request for a claimed job, and what follows from the answer."""
-    job = _pending_job(job_id)
+    job = _job_in_state(job_id, S.PENDING)
     if job is None:
         return
     if job.cancel_requested_at:
