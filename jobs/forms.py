@@ -174,6 +174,12 @@ class HistoryFilterForm(forms.Form):
             search=(data.get("q") or "").strip(),
         )
 
+    def chips(self, name: str) -> list[tuple[str, str, bool]]:
+        """The state or kind checkboxes as (value, label, checked), so that the page looks nothing up per chip
+        (on an unbound form, `form.cleaned_data` fails once per chip inside the template engine)."""
+        chosen = set(self.cleaned_data.get(name) or ()) if self.is_valid() else set()
+        return [(value, label, value in chosen) for value, label in self.fields[name].choices]
+
     def connection_choices(self) -> list[dict]:
         """The connection filter's options, the chosen one marked; the page writes the select itself (the
         widget's template rendering cost a tenth of the page)."""

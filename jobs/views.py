@@ -69,6 +69,8 @@ def history(request):
     context = {
         "form": form,
         "connection_choices": form.connection_choices(),
+        "state_chips": form.chips("state"),
+        "kind_chips": form.chips("kind"),
         "page": page,
         "jobs": page.items,
         "active_ids": [str(job.uuid) for job in page.items if not job.is_terminal],
