@@ -13,7 +13,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Field, NinjaAPI, Path, Query, Router, Schema
+from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
@@ -231,7 +231,7 @@ def create_job(request, payload: JobIn):
         raise HttpError(403, "Your role is read-only: it cannot submit jobs.")
     spec = services.parse_job_request(payload.dict(exclude_unset=True))
     # The created instance already holds its owner and connection and has no parent: no need to read it back.
-    return 201, _job_out(services.job_create(owner=request.user, spec=spec, request=request))
+    return Status(201, _job_out(services.job_create(owner=request.user, spec=spec, request=request)))
 
 
 class JobFilters(Schema):
@@ -329,7 +329,7 @@ def cancel_job(request, job_id: UUID):
 def rerun_job(request, job_id: UUID):
     job = _modifiable(request, job_id)
     new = services.job_rerun(job=job, actor=request.user, request=request)
-    return 201, _job_out(Job.objects.select_related("owner", "connection", "parent").get(pk=new.pk))
+    return Status(201, _job_out(Job.objects.select_related("owner", "connection", "parent").get(pk=new.pk)))
 
 
 # --- Connections --------------------------------------------------------------------------------
