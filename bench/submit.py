@@ -5,7 +5,7 @@
    accepted job is a `queued` row whose submit message waits in the broker, so what is measured is the API's
    own path (authenticate, validate, insert the job and its audit entry, publish the message, answer).
 2. Creates an analyst in a team, the default connection and a personal API token.
-3. N client threads (requests.Session each, keep-alive) post do-eval jobs as fast as the server answers for a
+3. N client threads (one keep-alive http.client connection each) post do-eval jobs as fast as the server answers for a
    warm-up, then for the measured period; counts every answer by status, and the latency of each.
 4. Checks afterwards that the database holds exactly one job per 201 answer.
 
