@@ -364,6 +364,27 @@ def test_history_filters_by_state_kind_script_owner_and_search(signed_in, conn, 
     assert "No jobs match these filters" in page
 
 
+def test_history_filter_bar_shows_the_filters_in_use(signed_in, conn, analyst):
+    other = connection_save(name="Other <db>", base_url="http://127.0.0.1:9", username="U", password="pw")
+    plain = signed_in.get("/jobs/").content.decode()
+    assert " checked>" not in plain
+    assert '<option value="">Any</option>' in plain
+    assert f'<option value="{other.pk}">Other &lt;db&gt;</option>' in plain
+    assert '<option value="newest" selected>' in plain
+
+    page = signed_in.get(
+        "/jobs/", {"state": ["failed", "running"], "kind": "do_eval", "connection": other.pk, "sort": "oldest"}
+    ).content.decode()
+    assert '<input type="checkbox" name="state" value="failed" checked>' in page
+    assert '<input type="checkbox" name="state" value="running" checked>' in page
+    assert '<input type="checkbox" name="state" value="succeeded">' in page
+    assert '<input type="checkbox" name="kind" value="do_eval" checked>' in page
+    assert f'<option value="{other.pk}" selected>' in page
+    assert f'<option value="{conn.pk}">' in page
+    assert '<option value="oldest" selected>' in page
+    assert '<option value="newest">' in page
+
+
 def test_history_defaults_to_the_last_seven_days_and_takes_a_date_range(signed_in, conn, analyst):
     old = make_job(analyst, conn, script_name="old")
     Job.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=30))
