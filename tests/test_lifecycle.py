@@ -231,7 +231,12 @@ def test_every_job_succeeds_with_the_engine_answering_20_percent_503(second_stac
     jobs = [submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 1 + i % 3}) for i in range(40)]
     for job in jobs:
         wait_terminal(job, timeout=120)
-    assert [job.state for job in jobs] == [JobState.SUCCEEDED] * len(jobs), [j.last_error for j in jobs]
+    # A 503 on a status request (even after the client's retries) says nothing about the job: never "failed".
+    not_succeeded = [(j.pk, j.state, j.last_error) for j in jobs if j.state != JobState.SUCCEEDED]
+    assert not not_succeeded, [
+        (pk, list(JobTransition.objects.filter(job_id=pk).values_list("to_state", "reason", "http_status")))
+        for pk, _, _ in not_succeeded
+    ]
     assert EngineCall.objects.filter(script_name="timer").count() == len(jobs)
 
 

@@ -326,7 +326,8 @@ class OMLClient:
 
     def status(self, job_url: str) -> JobStatus:
         """One status request. 202 pending; 302 finished (result at Content-Location); 500 or an
-        errorMessage body: failed. Transient failures raise OMLError(permanent=False)."""
+        errorMessage body: failed. Transient failures (overload answers included) raise
+        OMLError(permanent=False)."""
         try:
             response, latency_ms = self._request("GET", job_url)
         except requests.RequestException as exc:
@@ -348,6 +349,10 @@ class OMLClient:
             target = response.headers.get("Content-Location") or response.headers.get("Location") or ""
             result_url = self.absolute(target) if target else f"{job_url.rstrip('/')}/result"
             return JobStatus("finished", status, latency_ms, sent, result_url=result_url)
+        # An overloaded server (429, 502, 503, 504) says nothing about the job, whatever errorMessage its body
+        # carries (the retries above have run out): ask again at the next poll.
+        if status in TRANSIENT_STATUSES:
+            raise self._error(status, content, latency_ms)
         if status == 500 or _has_error_message(content):
             return JobStatus(
                 "failed", status, latency_ms, sent, message=error_message(content, "OML reported the job as failed")
