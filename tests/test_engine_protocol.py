@@ -313,15 +313,21 @@ def test_an_unknown_job_answers_500_job_not_found(engine):
 
 # --- async jobs -----------------------------------------------------------------------------------
 def test_delete_stops_a_running_async_job_and_kills_its_process(engine, live):
+    # Executions of earlier tests may still be ending: follow only the process this job starts.
+    earlier = {process.pid for process in execution_processes(live)}
     job_url = engine.submit("do-eval", "sleep_seconds", {"asyncFlag": True, "parameters": '{"seconds": 120}'})
     job = EngineJob.objects.get()
     wait_for(lambda: EngineJob.objects.filter(pk=job.pk, state="running").exists(), timeout=30, what="the job to run")
-    wait_for(lambda: execution_processes(live), timeout=30, what="the job's process to start")
+
+    def own_processes():
+        return {process.pid for process in execution_processes(live)} - earlier
+
+    started = wait_for(own_processes, timeout=30, what="the job's process to start")
 
     deleted = engine.delete(job_url)
     assert deleted.status_code == 200
     assert deleted.json() == {"result": "job deleted successfully"}
-    wait_for(lambda: not execution_processes(live), timeout=30, what="the job's process to be killed")
+    wait_for(lambda: not (own_processes() & started), timeout=30, what="the job's process to be killed")
     assert engine.get(job_url).status_code == 500
 
 
