@@ -19,7 +19,10 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
 from pydantic import field_validator
 
+from omlpy_dashboard.outage import DATABASE_ERRORS, database_unavailable
+
 from . import access, selectors, services
+from .api_docs import VendoredSwagger
 from .audit import audit_record
 from .models import Connection, Job
 from .oml.client import client_for
@@ -48,6 +51,7 @@ api = NinjaAPI(
     "token (`Authorization: Bearer ...`) or the browser session.",
     auth=[BearerToken(), django_auth],
     urls_namespace="api",
+    docs=VendoredSwagger(),
 )
 
 
@@ -79,6 +83,11 @@ def _unauthenticated(request, exc):
     return api.create_response(
         request, {"detail": "Authentication required: a Bearer API token or a signed-in session."}, status=401
     )
+
+
+# The database is down: 503 with Retry-After, as for pages (the API's own handlers see these errors first).
+for _database_error in DATABASE_ERRORS:
+    api.add_exception_handler(_database_error, database_unavailable)
 
 
 # --- Schemas ------------------------------------------------------------------------------------
