@@ -24,6 +24,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from omlpy_dashboard.fastsql import model_columns, model_from_row
+from omlpy_dashboard.logs import log_bind, log_context
 
 from . import polling
 from .models import Connection, Job, JobTransition
@@ -120,6 +121,7 @@ def _refusals(job_id: int) -> int:
     return JobTransition.objects.filter(job_id=job_id, to_state=S.QUEUED).count()
 
 
+@log_context()
 def submit(job_id: int) -> None:
     """Send a queued job to OML.
 
@@ -132,6 +134,7 @@ def submit(job_id: int) -> None:
     job = _job_in_state(job_id, S.QUEUED)
     if job is None:
         return
+    log_bind(job=job.uuid)
     client = _client(job)
     snapshot = _script_snapshot(job, client)
     expected = expectation_for(job)
@@ -308,12 +311,14 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
             )
 
 
+@log_context()
 def fetch(job_id: int) -> None:
     """GET the result of a job OML has finished and store it; an error answer fails the job verbatim.
     A transient failure leaves the job in `fetching` for the janitor to fetch again."""
     job = _job_in_state(job_id, S.FETCHING)
     if job is None:
         return
+    log_bind(job=job.uuid)
     url = job.oml_result_url or f"{job.oml_job_url}/result"
     for attempt in range(FETCH_ATTEMPTS):
         try:
@@ -465,11 +470,13 @@ def _schedule(job: Job, now) -> timedelta:
     return timedelta(seconds=polling.next_delay(age=age, expected=expected, until_deadline=until_deadline))
 
 
+@log_context()
 def poll(job_id: int) -> None:
     """One status request for a claimed job, and what follows from the answer."""
     job = _job_in_state(job_id, S.PENDING)
     if job is None:
         return
+    log_bind(job=job.uuid)
     if job.cancel_requested_at:
         cancel(job.pk, actor=_cancelled_by(job))
         return
@@ -551,12 +558,14 @@ def poll(job_id: int) -> None:
 # --- Cancel -----------------------------------------------------------------------------------
 
 
+@log_context()
 def cancel(job_id: int, *, actor: str) -> None:
     """Delete the OML job (stopping it), then record the cancellation. A job still being submitted is left
     to the sweep, which carries out the request once OML has answered and the job URL is known."""
     job = Job.objects.select_related("connection").filter(pk=job_id).first()
     if job is None or job.is_terminal or job.state == S.SUBMITTING:
         return
+    log_bind(job=job.uuid)
     http_status = None
     detail = {}
     if job.oml_job_url:

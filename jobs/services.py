@@ -82,11 +82,10 @@ def job_transition(
     with transaction.atomic():
         # Lock the row so that the state read here is the one the UPDATE replaces (on SQLite the
         # IMMEDIATE transaction already holds the write lock).
-        current = (
-            Job.objects.select_for_update().filter(pk=job_id, state__in=sources).values_list("state", flat=True).first()
-        )
-        if current is None:
+        row = Job.objects.select_for_update().filter(pk=job_id, state__in=sources).values_list("state", "uuid").first()
+        if row is None:
             return False
+        current, job_uuid = row
         moved = Job.objects.filter(pk=job_id, state=current).update(state=to_state, **fields)
         if not moved:
             return False
@@ -102,7 +101,8 @@ def job_transition(
                 detail=detail or {},
             )
         )
-    logger.info("job %s: %s -> %s (%s)", job_id, current, to_state, reason)
+    # The job's public uuid, which operators search by, whichever code path moved it.
+    logger.info("job %s: %s -> %s (%s)", job_id, current, to_state, reason, extra={"job": str(job_uuid)})
     return True
 
 
