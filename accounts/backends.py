@@ -1,7 +1,7 @@
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 
-from jobs.audit import client_ip
+from omlpy_dashboard.client_address import client_address
 
 from . import throttling
 
@@ -15,7 +15,7 @@ class ThrottledModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
             username = kwargs.get(self.get_user_model().USERNAME_FIELD)
-        if throttling.locked_scope(username, client_ip(request)):
+        if throttling.locked_scope(username, client_address(request)):
             # Django answers a PermissionDenied by sending user_login_failed and trying no other backend.
             raise PermissionDenied
         return super().authenticate(request, username=username, password=password, **kwargs)

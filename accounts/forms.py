@@ -6,7 +6,8 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from jobs.audit import AuditAction, client_ip
+from jobs.audit import AuditAction
+from omlpy_dashboard.client_address import client_address
 
 from . import throttling
 from .models import Profile
@@ -27,7 +28,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
             from django.conf import settings
 
             username = self.cleaned_data.get("username")
-            if throttling.locked_scope(username, client_ip(self.request)):
+            if throttling.locked_scope(username, client_address(self.request)):
                 raise ValidationError(
                     self.error_messages["throttled"],
                     code="throttled",

@@ -6,7 +6,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from jobs.audit import AuditAction, audit_record, client_ip
+from jobs.audit import AuditAction, audit_record
+from omlpy_dashboard.client_address import client_address
 
 from . import throttling
 
@@ -24,7 +25,7 @@ def on_user_logged_out(sender, request, user, **kwargs):
 
 def on_user_login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get(get_user_model().USERNAME_FIELD) or "")[:150]
-    ip = client_ip(request)
+    ip = client_address(request)
     locked = throttling.locked_scope(username, ip)
     if locked is not None:
         audit_record(

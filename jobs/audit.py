@@ -22,6 +22,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from omlpy_dashboard.client_address import client_address
 from omlpy_dashboard.fastsql import insert_one
 
 from .models import AuditEntry
@@ -60,12 +61,6 @@ class AuditAction:
     @classmethod
     def all(cls) -> list[str]:
         return sorted(value for name, value in vars(cls).items() if name.isupper())
-
-
-def client_ip(request) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def _normalized_ip(ip: str | None) -> str | None:
@@ -133,7 +128,7 @@ def audit_record(
         actor=actor,
         actor_username=(getattr(actor, "username", "") or "")[:150],
         action=action[:40],
-        ip=_normalized_ip(client_ip(request)),
+        ip=_normalized_ip(client_address(request)),
         target_type=target_type[:40],
         target_id=str(target_id)[:64],
         details=json.loads(_canonical(details or {})),
