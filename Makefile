@@ -6,16 +6,16 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format migrate seed venv browser clean help
+.PHONY: run test lint format migrate seed venv browser caddy clean help
 
 help:
 	@echo "make run    start web, worker (+beat) and the engine worker on http://127.0.0.1:$(PORT)"
 	@echo "make test   run the whole test suite (embedded defaults, or DATABASE_URL/CELERY_BROKER_URL/REDIS_URL)"
-	@echo "make lint   ruff, formatting, migrations check, docker-compose.yml against the Compose spec"
+	@echo "make lint   ruff, formatting, migrations check, Compose spec, Dockerfile and Kubernetes manifests"
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-engine.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
@@ -38,7 +38,15 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "Chromium is needed for the browser tests: apt-get install chromium"; exit 1; }; }
 
-test: venv browser
+# Caddy fronts gunicorn in the production smoke test (tests/test_production_smoke.py), as in docker-compose.yml.
+caddy:
+	@command -v caddy >/dev/null || { echo "Installing Caddy for the production smoke test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends caddy >/dev/null) \
+	  || { echo "Caddy is needed for the production smoke test: apt-get install caddy"; exit 1; }; }
+	@# The package starts a system-wide Caddy where an init system runs; the tests start their own.
+	@(command -v systemctl >/dev/null && systemctl is-active --quiet caddy && systemctl disable --now caddy) >/dev/null 2>&1 || true
+
+test: venv browser caddy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -46,6 +54,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+# The image's Dockerfile (hadolint) and deploy/kubernetes/ (schemas of a pinned Kubernetes release), offline.
+	LINT_BIN=$(BIN) deploy/lint.sh
 
 format: venv
 	$(BIN)/ruff check --fix .

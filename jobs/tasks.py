@@ -4,6 +4,8 @@ from celery import shared_task
 from django.core.cache import cache
 from django.utils import timezone
 
+from omlpy_dashboard import health
+
 from . import lifecycle
 
 
@@ -20,7 +22,10 @@ def submit_job(job_id: int) -> None:
 
 @shared_task(name="jobs.tasks.poll_sweep")
 def poll_sweep() -> int:
-    return lifecycle.sweep()
+    swept = lifecycle.sweep()
+    # Workers' and beat's probes, and /healthz, read how long ago a sweep last ran to its end.
+    health.sweep_completed()
+    return swept
 
 
 @shared_task(name="jobs.tasks.fetch_result")

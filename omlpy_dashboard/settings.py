@@ -15,9 +15,16 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from omlpy_dashboard.client_address import parse_networks
+from omlpy_dashboard.logs import log_format_from
+from omlpy_dashboard.secrets_check import is_fernet_key, secret_key_weakness
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+# An empty value counts as unset, so that a .env copied from .env.example (which lists every variable, most of
+# them empty) gives the defaults.
+env.ENVIRON = {name: value for name, value in environ.Env.ENVIRON.items() if value != ""}
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -36,8 +43,14 @@ def _development_secret(name: str) -> str:
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off: run deploy/init-env.py to generate one into .env."
+        )
     SECRET_KEY = _development_secret("secret-key")
+elif not DEBUG:
+    _weakness = secret_key_weakness(SECRET_KEY)
+    if _weakness:
+        raise ImproperlyConfigured(f"SECRET_KEY is refused: {_weakness}. Run deploy/init-env.py to generate one.")
 
 # Fernet keys for secrets stored in the database (OML passwords). The first key encrypts; all of them
 # decrypt, so a key can be rotated by putting the new one first.
@@ -47,6 +60,12 @@ if not ENCRYPTION_KEYS:
         raise ImproperlyConfigured("ENCRYPTION_KEYS must be set when DEBUG is off.")
     digest = hashlib.sha256(_development_secret("encryption-seed").encode()).digest()
     ENCRYPTION_KEYS = [base64.urlsafe_b64encode(digest).decode()]
+for _position, _key in enumerate(ENCRYPTION_KEYS, start=1):
+    if not is_fernet_key(_key):
+        raise ImproperlyConfigured(
+            f"ENCRYPTION_KEYS: key {_position} is not a Fernet key (32 bytes, url-safe base64). "
+            "Run deploy/init-env.py to generate one."
+        )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -60,12 +79,19 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    # The project itself: management commands of the whole system (sweep_probe).
+    "omlpy_dashboard",
     "accounts",
     "jobs",
     "omlengine",
 ]
 
 MIDDLEWARE = [
+    # First: every line of a request carries its id, and the request's own line covers everything after it.
+    "omlpy_dashboard.logs.RequestLogMiddleware",
+    "omlpy_dashboard.health.HealthCheckMiddleware",
+    # Before SecurityMiddleware: forwarded headers from anyone but TRUSTED_PROXIES are removed first.
+    "omlpy_dashboard.client_address.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -176,11 +202,20 @@ SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # Where cookies are https-only, plain http is redirected to https (health checks excepted).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SESSION_COOKIE_SECURE)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^readyz$", r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+# The reverse proxies in front (addresses or networks) whose X-Forwarded-* headers are believed: the client
+# address of the throttle and the audit trail, and X-Forwarded-Proto. Anyone else's are removed on arrival.
+TRUSTED_PROXIES = [str(network) for network in parse_networks(env.list("TRUSTED_PROXIES", default=[]))]
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+if BEHIND_TLS_PROXY and not TRUSTED_PROXIES:
+    raise ImproperlyConfigured(
+        "BEHIND_TLS_PROXY is set but TRUSTED_PROXIES is empty: a proxy header is configured without a trusted "
+        "proxy to take it from. Set TRUSTED_PROXIES to the proxy's address or network (e.g. 10.0.0.0/8)."
+    )
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -300,11 +335,22 @@ DEFAULT_CONNECTION_URL = env.str("DEFAULT_CONNECTION_URL", default="")
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# json: one JSON object per line (time, level, logger, message, process, and the request id or job uuid),
+# for a log search engine; text: readable lines for development.
+LOG_FORMAT = log_format_from(env.str("LOG_FORMAT", default=""), debug=DEBUG)
+# Celery's worker and beat write through LOGGING (JSON in production) instead of installing their own handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "omlpy_dashboard.logs.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "omlpy_dashboard.logs.JsonLineFormatter"},
+        "text": {"()": "omlpy_dashboard.logs.TextFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -313,5 +359,8 @@ LOGGING = {
         "celery.app.trace": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.beat": {"level": "WARNING"},
+        # Celery gives these two a text handler of its own unless they already have one (they do not propagate).
+        "celery.task": {"handlers": ["console"], "propagate": False},
+        "multiprocessing": {"handlers": ["console"], "propagate": False},
     },
 }

@@ -3,10 +3,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from jobs.api import api
-from jobs.health import healthz
+from omlpy_dashboard import health
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    # Answered by health.HealthCheckMiddleware before anything else; routed too, so that they resolve.
+    path("livez", health.livez, name="livez"),
+    path("readyz", health.readyz, name="readyz"),
+    path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("", include("accounts.urls")),
@@ -14,6 +17,9 @@ urlpatterns = [
     path("", include("jobs.urls_results")),
     path("", include("jobs.urls")),
 ]
+
+# A database outage answers 503 with Retry-After, even when it breaks inside middleware (see outage.py).
+handler500 = "omlpy_dashboard.outage.server_error"
 
 if settings.OMLENGINE_ENABLED:
     # The embedded engine answers at OML's own paths (/omlusers/..., /oml/api/py-scripts/...).

@@ -222,6 +222,8 @@ ROUTES: dict[str, Route] = {
     "password_reset_confirm": Route(_fixed("/accounts/reset/x/y-z/"), _public(), per_job=False),
     "password_reset_complete": Route(_fixed("/accounts/reset/done/"), _public(), per_job=False),
     "healthz": Route(_fixed("/healthz"), _public({200, 503}), per_job=False),
+    "livez": Route(_fixed("/livez"), _public(), per_job=False),
+    "readyz": Route(_fixed("/readyz"), _public({200, 503}), per_job=False),
     # The JSON API (Bearer tokens; anonymous is 401).
     "api:get_job": Route(_job_path("/api/v1/jobs/{uuid}"), _read(), api=True),
     "api:get_result": Route(_job_path("/api/v1/jobs/{uuid}/result"), _read(), api=True),
