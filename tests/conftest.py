@@ -54,6 +54,25 @@ def live(transactional_db, stack):
 
 
 @pytest.fixture
+def own_stack(transactional_db, tmp_path):
+    """A whole system of the test's own, with `env` overriding settings: own_stack({"LOG_LEVEL": "DEBUG"}).
+    The engine is seeded; every process is stopped when the test ends."""
+    started: list[Stack] = []
+
+    def start(env: dict[str, str]) -> Stack:
+        seed_engine()
+        running = Stack(log_dir=tmp_path / f"stack-{len(started)}", env=env)
+        started.append(running)
+        return running.start()
+
+    try:
+        yield start
+    finally:
+        for running in started:
+            running.stop()
+
+
+@pytest.fixture
 def make_user(db):
     from django.contrib.auth import get_user_model
 

@@ -10,10 +10,8 @@ differences for each service.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.stack import ROOT, free_port, wait_for
+from tests.stack import ROOT, free_port, stop_process_group, wait_for
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 BLOCKER_DIR = ROOT / "tests" / "support" / "without_science"
@@ -243,12 +241,4 @@ class ProductionStack:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            stop_process_group(proc)

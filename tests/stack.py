@@ -52,6 +52,20 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: flo
     )
 
 
+def stop_process_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Send `sig` to the process group a test started, and SIGKILL it if it has not ended within 20 s."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 def test_database_url() -> str:
     """The URL of the database pytest-django created, for the processes the tests start."""
     db = settings.DATABASES["default"]
@@ -150,16 +164,8 @@ class Stack:
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_process_group(proc, sig)
 
     def stop(self) -> None:
         for name in list(self.procs):

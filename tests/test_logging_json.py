@@ -35,7 +35,7 @@ from omlpy_dashboard.logs import (
     log_context,
     log_format_from,
 )
-from tests.stack import ROOT, Stack, free_port, wait_for
+from tests.stack import ROOT, free_port, wait_for
 from tests.stack import test_database_url as database_url
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
@@ -173,17 +173,9 @@ def test_gunicorn_in_production_writes_only_json_lines_and_each_request_line_car
 
 
 @pytest.fixture
-def worker_stack(transactional_db, tmp_path):
+def worker_stack(own_stack):
     """Web, engine and a worker (with beat) of this test's own, at INFO, on a queue nobody else reads."""
-    from tests.conftest import seed_engine
-
-    stack = Stack(log_dir=tmp_path, env={"LOG_LEVEL": "INFO", "CELERY_QUEUE": f"logs-{uuid.uuid4().hex[:12]}"})
-    seed_engine()
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
+    return own_stack({"LOG_LEVEL": "INFO", "CELERY_QUEUE": f"logs-{uuid.uuid4().hex[:12]}"})
 
 
 def test_a_worker_logs_each_line_about_a_job_as_json_carrying_the_jobs_uuid(worker_stack, analyst):

@@ -17,20 +17,12 @@ from accounts.tokens import token_create
 from jobs.models import AuditEntry, Connection, Job, JobTransition
 from jobs.services import connection_save
 from omlengine.models import EngineUser
-from tests.stack import Stack, wait_for
+from tests.stack import wait_for
 
 
 @pytest.fixture
-def debug_stack(transactional_db, tmp_path):
-    from tests.conftest import seed_engine
-
-    stack = Stack(log_dir=tmp_path, env={"LOG_LEVEL": "DEBUG"})
-    seed_engine()
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
+def debug_stack(own_stack):
+    return own_stack({"LOG_LEVEL": "DEBUG"})
 
 
 def test_passwords_and_tokens_appear_in_no_page_api_answer_log_or_audit_entry(debug_stack, make_user, client, caplog):
