@@ -6,9 +6,12 @@ from django.contrib.auth.admin import UserAdmin
 
 from jobs.audit import AuditAction, audit_record
 
+from .forms import ThrottledAdminAuthenticationForm
 from .models import ApiToken, Membership, Profile, Team
 
 User = get_user_model()
+# The admin's sign-in page says for how long sign-in is locked, as the site's does.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 def _membership_details(membership: Membership, **extra) -> dict:
