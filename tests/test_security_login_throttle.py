@@ -155,9 +155,7 @@ def test_a_successful_sign_in_before_the_limit_clears_the_count(client, sign_in,
 
 
 @override_settings(LOGIN_THROTTLE_USER_FAILURES=6)
-def test_guessing_one_account_from_many_addresses_is_limited_but_not_for_an_address_it_signed_in_from(
-    sign_in, victim
-):
+def test_guessing_one_account_from_many_addresses_is_limited_but_not_from_its_known_addresses(sign_in, victim):
     owner = Client()
     assert sign_in(owner, RIGHT, ip=HOME).status_code == 302
     owner.logout()
