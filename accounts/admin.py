@@ -1,4 +1,5 @@
-"""Admin for teams, memberships, profiles and tokens. Every change of who may see what is audited."""
+"""Admin for teams, memberships, profiles, tokens and sign-in locks. Every change of who may see what, and
+every lifted sign-in lock, is audited."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -6,9 +7,13 @@ from django.contrib.auth.admin import UserAdmin
 
 from jobs.audit import AuditAction, audit_record
 
-from .models import ApiToken, Membership, Profile, Team
+from . import throttling
+from .forms import ThrottledAdminAuthenticationForm
+from .models import ApiToken, LoginLock, Membership, Profile, Team
 
 User = get_user_model()
+# The admin's sign-in page says for how long sign-in is locked, as the site's does.
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 def _membership_details(membership: Membership, **extra) -> dict:
@@ -118,9 +123,30 @@ _USER_POWER_FIELDS = {"is_active", "is_staff", "is_superuser", "groups", "user_p
 admin.site.unregister(User)
 
 
+def _may_unlock(request) -> bool:
+    return request.user.has_perm("accounts.delete_loginlock")
+
+
+def _report_unlocked(model_admin: admin.ModelAdmin, request, lifted: list[LoginLock]) -> None:
+    if lifted:
+        model_admin.message_user(request, f"Lifted {len(lifted)} sign-in lock(s): " + "; ".join(map(str, lifted)))
+    else:
+        model_admin.message_user(request, "No sign-in lock in force matched.")
+
+
 @admin.register(User)
 class AuditedUserAdmin(UserAdmin):
     inlines = [MembershipInline]
+    actions = ["unlock_sign_in"]
+
+    def has_unlock_permission(self, request) -> bool:
+        return _may_unlock(request)
+
+    @admin.action(description="Lift the sign-in locks of the selected users", permissions=["unlock"])
+    def unlock_sign_in(self, request, queryset):
+        names = [throttling.normalize_username(user.get_username()) for user in queryset]
+        locks = throttling.current_locks().filter(username__in=names)
+        _report_unlocked(self, request, throttling.login_unlock(locks=locks, request=request, via="admin"))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -174,3 +200,44 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
         revoked = sum(token_revoke(token=token, request=request) for token in queryset.select_related("user"))
         self.message_user(request, f"Revoked {revoked} token(s).")
+
+
+@admin.register(LoginLock)
+class LoginLockAdmin(admin.ModelAdmin):
+    """The sign-in locks in force; lifting one is audited. Locks are taken by the throttle, never by hand."""
+
+    list_display = ["scope", "username", "address", "failures", "created_at", "locked_until", "seconds_left"]
+    list_filter = ["scope"]
+    search_fields = ["username"]
+    actions = ["unlock_selected"]
+
+    def get_queryset(self, request):
+        return throttling.current_locks()
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # lifting goes through the audited action
+        return actions
+
+    @admin.display(description="Seconds left")
+    def seconds_left(self, obj: LoginLock) -> int:
+        return throttling.remaining_seconds(obj)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_unlock_permission(self, request) -> bool:
+        return _may_unlock(request)
+
+    def delete_model(self, request, obj):
+        throttling.login_unlock(locks=[obj], request=request, via="admin")
+
+    def delete_queryset(self, request, queryset):
+        throttling.login_unlock(locks=queryset, request=request, via="admin")
+
+    @admin.action(description="Lift the selected sign-in locks", permissions=["unlock"])
+    def unlock_selected(self, request, queryset):
+        _report_unlocked(self, request, throttling.login_unlock(locks=queryset, request=request, via="admin"))

@@ -2,39 +2,45 @@ import zoneinfo
 from datetime import datetime
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from jobs.audit import AuditAction
-from omlpy_dashboard.client_address import client_address
 
 from . import throttling
 from .models import Profile
 
 
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Django's sign-in form, telling the user plainly when sign-in is locked after too many failures."""
+class ThrottleMessageMixin:
+    """Tells the user plainly, with the seconds left, when sign-in is locked after too many failures.
 
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "throttled": "Too many failed sign-in attempts. Sign-in is locked for %(minutes)d minutes; try again later.",
-    }
+    `retry_after` is then set on the form, for the view to answer 429 with a Retry-After header.
+    """
+
+    throttled_message = "Too many failed sign-in attempts. Sign-in is locked: try again in %(seconds)d s."
+    retry_after: int | None = None
 
     def clean(self):
         try:
             return super().clean()
         except ValidationError:
-            from django.conf import settings
+            lock = throttling.lock_of_attempt(self.request)
+            if lock is None:
+                raise
+            self.retry_after = throttling.remaining_seconds(lock)
+            raise ValidationError(
+                self.throttled_message, code="throttled", params={"seconds": self.retry_after}
+            ) from None
 
-            username = self.cleaned_data.get("username")
-            if throttling.locked_scope(username, client_address(self.request)):
-                raise ValidationError(
-                    self.error_messages["throttled"],
-                    code="throttled",
-                    params={"minutes": max(1, settings.LOGIN_THROTTLE_SECONDS // 60)},
-                ) from None
-            raise
+
+class ThrottledAuthenticationForm(ThrottleMessageMixin, AuthenticationForm):
+    """The site's sign-in form."""
+
+
+class ThrottledAdminAuthenticationForm(ThrottleMessageMixin, AdminAuthenticationForm):
+    """The admin's sign-in form."""
 
 
 def timezone_choices() -> list[tuple[str, str]]:

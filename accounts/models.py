@@ -72,3 +72,47 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class LoginLock(models.Model):
+    """A sign-in lock taken after too many failures (accounts.throttling); the row is the lock.
+
+    Failures are counted in the cache; a lock is a row so that administrators can list and lift current locks.
+    """
+
+    class Scope(models.TextChoices):
+        USER_IP = "user_ip", "Account, from one address"
+        USER = "user", "Account, from addresses it never signed in from"
+        IP = "ip", "Address, every account"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    # The user name as typed, trimmed and lower-cased: guesses need not name an existing account.
+    username = models.CharField(max_length=150, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    failures = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    locked_until = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "sign-in lock"
+        ordering = ["-locked_until"]
+        indexes = [
+            # The check at each sign-in: locks of the user name, or of the address, still in force.
+            models.Index(fields=["username", "locked_until"], name="loginlock_username_idx"),
+            models.Index(fields=["address", "locked_until"], name="loginlock_address_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(scope="user_ip", address__isnull=False) & ~Q(username="")
+                    | Q(scope="user", address__isnull=True) & ~Q(username="")
+                    | Q(scope="ip", address__isnull=False, username="")
+                ),
+                name="loginlock_scope_fields",
+            ),
+            models.CheckConstraint(condition=Q(locked_until__gt=models.F("created_at")), name="loginlock_ends_later"),
+        ]
+
+    def __str__(self) -> str:
+        who = " from ".join(part for part in (self.username, self.address) if part)
+        return f"{self.get_scope_display()}: {who}"

@@ -1,19 +1,17 @@
 """Receivers of Django's sign-in signals: each sign-in, sign-out and failed attempt goes into the audit trail,
-and failed attempts feed the login throttle."""
+and sign-ins and failed attempts feed the login throttle."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from jobs.audit import AuditAction, audit_record
-from omlpy_dashboard.client_address import client_address
 
 from . import throttling
 
 
 def on_user_logged_in(sender, request, user, **kwargs):
-    throttling.register_success(user.get_username())
+    throttling.register_success(request, user.get_username())
     audit_record(action=AuditAction.LOGIN, actor=user, request=request, target_type="user", target_id=str(user.pk))
 
 
@@ -25,26 +23,20 @@ def on_user_logged_out(sender, request, user, **kwargs):
 
 def on_user_login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get(get_user_model().USERNAME_FIELD) or "")[:150]
-    ip = client_address(request)
-    locked = throttling.locked_scope(username, ip)
-    if locked is not None:
-        audit_record(
-            action=AuditAction.LOGIN_THROTTLED,
-            request=request,
-            target_type="user",
-            details={"username": username, "locked": locked.kind, "refused": True},
-        )
-        return
-    audit_record(action=AuditAction.LOGIN_FAILED, request=request, target_type="user", details={"username": username})
-    for scope in throttling.register_failure(username, ip):
+    refused = throttling.refused_by(request, username)
+    if refused is not None:
         audit_record(
             action=AuditAction.LOGIN_THROTTLED,
             request=request,
             target_type="user",
             details={
                 "username": username,
-                "locked": scope.kind,
-                "failures": scope.limit,
-                "seconds": settings.LOGIN_THROTTLE_SECONDS,
+                "locked": refused.scope,
+                "refused": True,
+                "retry_after": throttling.remaining_seconds(refused),
             },
         )
+        return
+    audit_record(action=AuditAction.LOGIN_FAILED, request=request, target_type="user", details={"username": username})
+    # Each lock this failure takes is audited where it is taken.
+    throttling.register_failure(request, username)

@@ -1,8 +1,9 @@
 import csv
 import json
 from datetime import UTC
+from functools import wraps
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -14,12 +15,38 @@ from django.views.decorators.http import require_GET, require_POST
 
 from jobs.access import can_view_audit
 
+from . import known_clients
 from . import tokens as token_service
 from .forms import AuditFilterForm, ProfileForm, ThrottledAuthenticationForm, TokenCreateForm, aware
 from .selectors import AuditFilters, audit_iter_all, audit_page
 from .services import profile_for, profile_update
 
-login_view = auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm)
+
+def answers_throttled_sign_in(view):
+    """A sign-in view that answers 429 with Retry-After while sign-in is locked (the page says for how long),
+    and that marks the browser of a successful sign-in as a known device (accounts.known_clients)."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        form = (getattr(response, "context_data", None) or {}).get("form")
+        retry_after = getattr(form, "retry_after", None)
+        if retry_after:
+            response.status_code = 429
+            response["Retry-After"] = str(retry_after)
+        known_clients.set_cookie(request, response)
+        return response
+
+    return wrapped
+
+
+login_view = answers_throttled_sign_in(auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm))
+
+
+@answers_throttled_sign_in
+def admin_login(request):
+    """The admin's own sign-in page (its form is ThrottledAdminAuthenticationForm, see accounts.admin)."""
+    return admin.site.login(request)
 
 
 @login_required

@@ -45,6 +45,7 @@ class AuditAction:
     LOGOUT = "logout"
     LOGIN_FAILED = "login_failed"
     LOGIN_THROTTLED = "login_throttled"
+    LOGIN_UNLOCKED = "login_unlocked"
     TOKEN_CREATED = "token_created"  # noqa: S105 - an action name
     TOKEN_REVOKED = "token_revoked"  # noqa: S105 - an action name
     CONNECTION_CREATED = "connection_created"

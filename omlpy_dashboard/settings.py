@@ -226,12 +226,25 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
 AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
-# Login throttling (accounts.throttling): this many failures within LOGIN_THROTTLE_SECONDS lock sign-in for a
-# user name (or, with the higher IP limit, for a client address) for LOGIN_THROTTLE_SECONDS.
+# Login throttling (accounts.throttling): this many failures within LOGIN_THROTTLE_SECONDS lock sign-in for
+# LOGIN_THROTTLE_SECONDS: of a user name from one address, of a user name from addresses it never signed in
+# from (the much higher USER limit), and of an address for every user name (IP).
 LOGIN_THROTTLE_FAILURES = env.int("LOGIN_THROTTLE_FAILURES", default=5)
+LOGIN_THROTTLE_USER_FAILURES = env.int("LOGIN_THROTTLE_USER_FAILURES", default=100)
 LOGIN_THROTTLE_IP_FAILURES = env.int("LOGIN_THROTTLE_IP_FAILURES", default=30)
 LOGIN_THROTTLE_SECONDS = env.int("LOGIN_THROTTLE_SECONDS", default=15 * 60)
-if min(LOGIN_THROTTLE_FAILURES, LOGIN_THROTTLE_IP_FAILURES, LOGIN_THROTTLE_SECONDS) < 1:
+# How long a browser (by a signed cookie) or an address stays known to a user after a successful sign-in.
+LOGIN_THROTTLE_KNOWN_DAYS = env.int("LOGIN_THROTTLE_KNOWN_DAYS", default=90)
+if (
+    min(
+        LOGIN_THROTTLE_FAILURES,
+        LOGIN_THROTTLE_USER_FAILURES,
+        LOGIN_THROTTLE_IP_FAILURES,
+        LOGIN_THROTTLE_SECONDS,
+        LOGIN_THROTTLE_KNOWN_DAYS,
+    )
+    < 1
+):
     raise ImproperlyConfigured("The LOGIN_THROTTLE_* settings must be positive.")
 
 # --- Celery -------------------------------------------------------------------------------------

@@ -185,9 +185,8 @@ def victim(make_user):
     user = make_user("victim", "the-right-password")
     yield user
     for ip in (CLIENT, OTHER_CLIENT, PROXY, STRANGER):
-        throttling.reset(ip=ip)
-    for name in ("victim", "nobody-0", "nobody-1", "nobody-2"):
-        throttling.reset(username=name)
+        for name in ("victim", "nobody-0", "nobody-1", "nobody-2"):
+            throttling.reset(username=name, ip=ip)
 
 
 def _sign_in(client, *, remote_addr: str, forwarded_for: str | None = None, username="victim", password="wrong"):  # noqa: S107 - a wrong one on purpose
