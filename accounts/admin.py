@@ -6,7 +6,8 @@ from django.contrib.auth.admin import UserAdmin
 
 from jobs.audit import AuditAction, audit_record
 
-from .models import ApiToken, Membership, Profile, Team
+from .models import ApiToken, Membership, OidcIdentity, Profile, Team
+from .services import user_deactivation_by_admin
 
 User = get_user_model()
 
@@ -139,6 +140,8 @@ class AuditedUserAdmin(UserAdmin):
                     "is_superuser": obj.is_superuser,
                 },
             )
+        if change and "is_active" in form.changed_data:
+            user_deactivation_by_admin(user=obj, request=request)
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
@@ -174,3 +177,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
         revoked = sum(token_revoke(token=token, request=request) for token in queryset.select_related("user"))
         self.message_user(request, f"Revoked {revoked} token(s).")
+
+
+@admin.register(OidcIdentity)
+class OidcIdentityAdmin(admin.ModelAdmin):
+    """Read-only: identities are made by sign-ins through the provider."""
+
+    list_display = ["user", "subject", "issuer", "last_sign_in_at", "deactivated_by_claims"]
+    readonly_fields = ["user", "issuer", "subject", "created_at", "last_sign_in_at", "deactivated_by_claims"]
+    search_fields = ["user__username", "subject"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
