@@ -6,22 +6,41 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from jobs.audit import AuditAction
+from jobs.audit import AuditAction, audit_record
 from omlpy_dashboard.client_address import client_address
 
 from . import throttling
+from .backends import local_password_allowed
 from .models import Profile
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
-    """Django's sign-in form, telling the user plainly when sign-in is locked after too many failures."""
+    """Django's sign-in form, telling the user plainly when sign-in is locked after too many failures, and when
+    local passwords are switched off."""
 
     error_messages = {
         **AuthenticationForm.error_messages,
         "throttled": "Too many failed sign-in attempts. Sign-in is locked for %(minutes)d minutes; try again later.",
+        "local_passwords_off": "Sign-in with a password is switched off on this site: sign in with %(provider)s.",
     }
 
     def clean(self):
+        from django.conf import settings
+
+        username = self.cleaned_data.get("username")
+        if username and not local_password_allowed(username):
+            # Refused before the password is checked: it is not a guess, and it says nothing of the password.
+            audit_record(
+                action=AuditAction.LOGIN_REFUSED,
+                request=self.request,
+                target_type="user",
+                details={"username": username[:150], "reason": "local passwords are off"},
+            )
+            raise ValidationError(
+                self.error_messages["local_passwords_off"],
+                code="local_passwords_off",
+                params={"provider": settings.OIDC_PROVIDER_NAME},
+            )
         try:
             return super().clean()
         except ValidationError:

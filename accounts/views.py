@@ -19,7 +19,25 @@ from .forms import AuditFilterForm, ProfileForm, ThrottledAuthenticationForm, To
 from .selectors import AuditFilters, audit_iter_all, audit_page
 from .services import profile_for, profile_update
 
-login_view = auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm)
+
+class LoginView(auth_views.LoginView):
+    """Django's sign-in page, with the identity provider's button when single sign-on is on."""
+
+    authentication_form = ThrottledAuthenticationForm
+
+    def get_context_data(self, **kwargs):
+        from django.conf import settings
+
+        context = super().get_context_data(**kwargs)
+        context["sso"] = {
+            "enabled": settings.OIDC_ENABLED,
+            "provider": settings.OIDC_PROVIDER_NAME,
+            "local_passwords": settings.LOCAL_PASSWORDS,
+        }
+        return context
+
+
+login_view = LoginView.as_view()
 
 
 @login_required
