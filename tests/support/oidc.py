@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,10 +36,10 @@ class OidcProvider:
             "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
             "IDP_DATA_DIR": str(data_dir),
             "IDP_ISSUER": self.issuer,
+            "IDP_SYNC_TOKEN": secrets.token_urlsafe(32),
             "PYTHONUNBUFFERED": "1",
         }
         self.proc: subprocess.Popen | None = None
-        self._syncs = 0
 
     def _django(self, *args: str) -> None:
         done = subprocess.run(
@@ -74,10 +75,13 @@ class OidcProvider:
 
     def sync(self, *, users: list[dict] | None = None, clients: list[dict] | None = None) -> None:
         """Create or update users ({"username", "password", "groups"}) and clients at the provider."""
-        self._syncs += 1
-        path = self.data_dir / f"sync-{self._syncs}.json"
-        path.write_text(json.dumps({"users": users or [], "clients": clients or []}))
-        self._django("idp_sync", str(path))
+        response = requests.post(
+            f"{self.base_url}/test-support/sync/",
+            data=json.dumps({"users": users or [], "clients": clients or []}),
+            headers={"X-Sync-Token": self.env["IDP_SYNC_TOKEN"], "Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 204, f"provider sync: {response.status_code} {response.text[:300]}"
 
     def set_groups(self, username: str, groups: list[str]) -> None:
         self.sync(users=[{"username": username, "password": username, "groups": groups}])
@@ -98,7 +102,7 @@ class OidcProvider:
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
-def sso_sign_in(session: requests.Session, dashboard_url: str, username: str, password: str | None = None):
+def sign_in_through_provider(session: requests.Session, dashboard_url: str, username: str, password: str | None = None):
     """Sign in at the dashboard through the provider, as a browser would, without one: the dashboard sends us
     to the provider, whose sign-in form we fill when it asks; its answer comes back to the dashboard's callback.
     Returns the dashboard's last answer (the page after sign-in, or the refusal)."""

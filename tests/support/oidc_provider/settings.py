@@ -2,7 +2,7 @@
 
 The test run gives it a folder (IDP_DATA_DIR) holding its SQLite database and the RSA key it signs ID tokens
 with, and its issuer URL (IDP_ISSUER). Its users, their `groups` claim and its clients are written by
-`idp_sync` (see tests/support/oidc.py).
+`sync.py`, which the test run calls over HTTP (see tests/support/oidc.py).
 """
 
 import os
