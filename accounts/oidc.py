@@ -18,6 +18,7 @@ import jwt
 import requests
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
+from django.db import IntegrityError
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -49,19 +50,26 @@ class ProviderUnavailable(Exception):
     """The provider could not be reached, or answered something other than what the protocol says."""
 
 
+def issuer_forms(issuer: str) -> tuple[str, str]:
+    """The issuer with and without a trailing slash: providers differ (Auth0's ends in one), and the ID token's
+    `iss` and the discovery document carry the provider's own form."""
+    bare = issuer.rstrip("/")
+    return bare, bare + "/"
+
+
 def _discovery(issuer: str) -> dict:
     with _discovery_lock:
         cached = _discovered.get(issuer)
         if cached is not None and time.monotonic() - cached[0] < DISCOVERY_TTL_SECONDS:
             return cached[1]
-    url = f"{issuer}/.well-known/openid-configuration"
+    url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
     try:
         response = requests.get(url, timeout=settings.OIDC_TIMEOUT)
         response.raise_for_status()
         document = response.json()
     except (requests.RequestException, ValueError) as exc:
         raise ProviderUnavailable(f"the discovery document at {url} could not be read ({exc})") from exc
-    if not isinstance(document, dict) or document.get("issuer", "").rstrip("/") != issuer:
+    if not isinstance(document, dict) or document.get("issuer") not in issuer_forms(issuer):
         raise ProviderUnavailable(f"the discovery document at {url} names another issuer")
     with _discovery_lock:
         _discovered[issuer] = (time.monotonic(), document)
@@ -121,7 +129,7 @@ class OidcBackend(OIDCAuthenticationBackend):
                 key,
                 algorithms=[self.OIDC_RP_SIGN_ALGO],
                 audience=self.OIDC_RP_CLIENT_ID,
-                issuer=settings.OIDC_ISSUER or None,
+                issuer=issuer_forms(settings.OIDC_ISSUER) if settings.OIDC_ISSUER else None,
                 leeway=CLOCK_SKEW_SECONDS,
                 options={"require": ["exp", "iat", "sub"], "verify_iss": bool(settings.OIDC_ISSUER)},
             )
@@ -136,12 +144,18 @@ class OidcBackend(OIDCAuthenticationBackend):
         if not isinstance(userinfo, dict) or userinfo.get("sub") != payload.get("sub"):
             # OpenID Connect Core 5.3.2: a userinfo answer for another subject must not be used.
             raise SuspiciousOperation("the userinfo answer is about another subject than the ID token")
-        return {**payload, **userinfo}
+        # The signed ID token's own claims (issuer, subject, audience) are never replaced by the userinfo's.
+        protocol = {name: payload[name] for name in ("iss", "sub", "aud") if name in payload}
+        return {**payload, **userinfo, **protocol}
 
     def get_or_create_user(self, access_token, id_token, payload):
         claims = self.get_userinfo(access_token, id_token, payload)
-        issuer = claims.get("iss") or settings.OIDC_ISSUER or self.OIDC_OP_TOKEN_ENDPOINT
-        result = sso_sign_in(claims=claims, issuer=str(issuer), request=self.request)
+        issuer = str(claims.get("iss") or settings.OIDC_ISSUER or self.OIDC_OP_TOKEN_ENDPOINT)
+        try:
+            result = sso_sign_in(claims=claims, issuer=issuer, request=self.request)
+        except IntegrityError:
+            # Two first sign-ins of one user at once (two tabs): the other made the account; use it.
+            result = sso_sign_in(claims=claims, issuer=issuer, request=self.request)
         if result.refusal is not None:
             self.request.sso_refusal = result.refusal
             return None

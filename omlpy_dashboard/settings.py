@@ -241,7 +241,7 @@ if min(LOGIN_THROTTLE_FAILURES, LOGIN_THROTTLE_IP_FAILURES, LOGIN_THROTTLE_SECON
 # are mozilla-django-oidc's.
 OIDC_ENABLED = env.bool("OIDC_ENABLED", default=False)
 OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="single sign-on")
-OIDC_ISSUER = env.str("OIDC_ISSUER", default="").rstrip("/")
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
 # Explicit endpoints win over the issuer's discovery document (/.well-known/openid-configuration).
 OIDC_ENDPOINTS = {
     "OIDC_AUTHORIZATION_ENDPOINT": env.str("OIDC_AUTHORIZATION_ENDPOINT", default=""),

@@ -12,7 +12,7 @@ from django.contrib.sessions.models import Session
 from accounts.models import ApiToken, Membership, OidcIdentity
 from accounts.tokens import token_create
 from jobs.models import AuditEntry
-from tests.support.oidc import sso_sign_in
+from tests.support.oidc import sign_in_through_provider
 
 USERS = "omlpy-users"
 ANALYSTS = "omlpy-risk-analysts"
@@ -21,7 +21,7 @@ ADMINS = "omlpy-admins"
 
 
 def _sign_in(stack, username: str) -> requests.Response:
-    return sso_sign_in(requests.Session(), stack.base_url, username)
+    return sign_in_through_provider(requests.Session(), stack.base_url, username)
 
 
 def _roles(username: str) -> dict[str, str]:
@@ -100,7 +100,7 @@ def test_a_changed_group_changes_the_role_at_the_next_sign_in(sso, oidc_provider
 def test_a_user_removed_from_the_group_is_refused_deactivated_and_loses_sessions_and_tokens(sso, oidc_provider):
     oidc_provider.set_groups("dave", [USERS, ANALYSTS])
     browser_session = requests.Session()
-    assert sso_sign_in(browser_session, sso.base_url, "dave").status_code == 200
+    assert sign_in_through_provider(browser_session, sso.base_url, "dave").status_code == 200
     dave = get_user_model().objects.get(username="dave")
     _, secret = token_create(user=dave, name="nightly")
     assert _api_status(sso, secret) == 200
