@@ -74,7 +74,8 @@ def _grant_problem(grants: Grants, groups: list[str]) -> tuple[str, str] | None:
 
 
 def _find_user(*, issuer: str, subject: str, username: str):
-    """The user of this provider account, linking a same-named local user on first sign-in.
+    """The user of this provider account; at its first sign-in, a local user of the same name (linked by the
+    caller once the claims grant access).
 
     Returns (user or None, identity or None, problem or None).
     """
@@ -233,15 +234,13 @@ def sso_sign_in(*, claims: dict, issuer: str, request=None) -> SignInResult:
                 groups=groups,
                 message=f"The account {username} cannot sign in through {settings.OIDC_PROVIDER_NAME}.",
             )
-        if user is not None and identity is None:
-            identity = OidcIdentity.objects.create(user=user, issuer=issuer, subject=subject)
-        elif user is not None and (identity.issuer, identity.subject) != (issuer, subject):
-            identity.issuer, identity.subject = issuer, subject
-            identity.save(update_fields=["issuer", "subject"])
         grant_problem = _grant_problem(grants, groups)
         if grant_problem is not None:
             reason, message = grant_problem
-            ended = user is not None and _deprovision(user=user, identity=identity, request=request, reason=reason)
+            # Only an account already signing in through the provider is deprovisioned; a local account that
+            # is not linked yet stays as it is.
+            linked = identity is not None and (identity.issuer, identity.subject) == (issuer, subject)
+            ended = linked and _deprovision(user=user, identity=identity, request=request, reason=reason)
             return _refuse(
                 request=request,
                 user=user,
@@ -251,6 +250,11 @@ def sso_sign_in(*, claims: dict, issuer: str, request=None) -> SignInResult:
                 groups=groups,
                 access_ended=ended,
             )
+        if user is not None and identity is None:
+            identity = OidcIdentity.objects.create(user=user, issuer=issuer, subject=subject)
+        elif user is not None and (identity.issuer, identity.subject) != (issuer, subject):
+            identity.issuer, identity.subject = issuer, subject
+            identity.save(update_fields=["issuer", "subject"])
         if user is None:
             user = get_user_model().objects.create_user(username=username, password=None, **_profile_claims(claims))
             identity = OidcIdentity.objects.create(user=user, issuer=issuer, subject=subject)

@@ -172,21 +172,28 @@ def test_a_local_user_of_the_same_name_is_linked_and_the_break_glass_account_nev
     sso, oidc_provider, make_user
 ):
     local = make_user("kate")
+    unmapped = make_user("lena", is_staff=True)
     make_user("root", is_superuser=True, is_staff=True)
     oidc_provider.sync(
         users=[
             {"username": "kate", "password": "kate", "groups": [USERS, ANALYSTS]},
+            {"username": "lena", "password": "lena", "groups": [USERS]},
             {"username": "root", "password": "root", "groups": [USERS, ADMINS]},
         ]
     )
     assert _sign_in(sso, "kate").status_code == 200
     assert OidcIdentity.objects.get(user=local).subject
     assert _roles("kate") == {"Risk": "analyst"}
+    # A local account whose groups grant nothing is refused, and neither linked nor changed.
+    assert _sign_in(sso, "lena").status_code == 403
+    unmapped.refresh_from_db()
+    assert (unmapped.is_active, unmapped.is_staff) == (True, True)
+    assert not OidcIdentity.objects.filter(user=unmapped).exists()
 
     refused = _sign_in(sso, "root")
     assert refused.status_code == 403
     assert not OidcIdentity.objects.filter(user__username="root").exists()
-    assert AuditEntry.objects.get(action="login_refused").details["reason"] == (
+    assert AuditEntry.objects.get(action="login_refused", details__username="root").details["reason"] == (
         "the break-glass account never signs in through the provider"
     )
 
