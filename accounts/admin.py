@@ -9,7 +9,8 @@ from jobs.audit import AuditAction, audit_record
 
 from . import throttling
 from .forms import ThrottledAdminAuthenticationForm
-from .models import ApiToken, LoginLock, Membership, Profile, Team
+from .models import ApiToken, LoginLock, Membership, OidcIdentity, Profile, Team
+from .services import user_deactivation_by_admin
 
 User = get_user_model()
 # The admin's sign-in page says for how long sign-in is locked, as the site's does.
@@ -165,6 +166,8 @@ class AuditedUserAdmin(UserAdmin):
                     "is_superuser": obj.is_superuser,
                 },
             )
+        if change and "is_active" in form.changed_data:
+            user_deactivation_by_admin(user=obj, request=request)
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
@@ -241,3 +244,18 @@ class LoginLockAdmin(admin.ModelAdmin):
     @admin.action(description="Lift the selected sign-in locks", permissions=["unlock"])
     def unlock_selected(self, request, queryset):
         _report_unlocked(self, request, throttling.login_unlock(locks=queryset, request=request, via="admin"))
+
+
+@admin.register(OidcIdentity)
+class OidcIdentityAdmin(admin.ModelAdmin):
+    """Read-only: identities are made by sign-ins through the provider."""
+
+    list_display = ["user", "subject", "issuer", "last_sign_in_at", "deactivated_by_claims"]
+    readonly_fields = ["user", "issuer", "subject", "created_at", "last_sign_in_at", "deactivated_by_claims"]
+    search_fields = ["user__username", "subject"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -7,22 +7,41 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from jobs.audit import AuditAction
+from jobs.audit import AuditAction, audit_record
 
 from . import throttling
+from .backends import local_password_allowed
 from .models import Profile
 
 
 class ThrottleMessageMixin:
-    """Tells the user plainly, with the seconds left, when sign-in is locked after too many failures.
+    """Tells the user plainly, with the seconds left, when sign-in is locked after too many failures, and when
+    local passwords are switched off.
 
     `retry_after` is then set on the form, for the view to answer 429 with a Retry-After header.
     """
 
     throttled_message = "Too many failed sign-in attempts. Sign-in is locked: try again in %(seconds)d s."
+    local_passwords_off_message = "Sign-in with a password is switched off on this site: sign in with %(provider)s."
     retry_after: int | None = None
 
     def clean(self):
+        from django.conf import settings
+
+        username = self.cleaned_data.get("username")
+        if username and not local_password_allowed(username):
+            # Refused before the password is checked: it is not a guess, and it says nothing of the password.
+            audit_record(
+                action=AuditAction.LOGIN_REFUSED,
+                request=self.request,
+                target_type="user",
+                details={"username": username[:150], "reason": "local passwords are off"},
+            )
+            raise ValidationError(
+                self.local_passwords_off_message,
+                code="local_passwords_off",
+                params={"provider": settings.OIDC_PROVIDER_NAME},
+            )
         try:
             return super().clean()
         except ValidationError:

@@ -116,3 +116,25 @@ class LoginLock(models.Model):
     def __str__(self) -> str:
         who = " from ".join(part for part in (self.username, self.address) if part)
         return f"{self.get_scope_display()}: {who}"
+
+
+class OidcIdentity(models.Model):
+    """The identity provider's account (issuer and subject, the `sub` claim) a user signs in with.
+
+    `deactivated_by_claims` tells a user deactivated because the provider's claims stopped granting access
+    (reactivated when they grant it again at a sign-in) from one an administrator deactivated (who stays so).
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identity")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+    deactivated_by_claims = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="oidc_identity_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.subject} at {self.issuer}"

@@ -12,7 +12,10 @@ from . import throttling
 
 def on_user_logged_in(sender, request, user, **kwargs):
     throttling.register_success(request, user.get_username())
-    audit_record(action=AuditAction.LOGIN, actor=user, request=request, target_type="user", target_id=str(user.pk))
+    via = {"via": "sso"} if getattr(user, "backend", "") == "accounts.oidc.OidcBackend" else {}
+    audit_record(
+        action=AuditAction.LOGIN, actor=user, request=request, target_type="user", target_id=str(user.pk), details=via
+    )
 
 
 def on_user_logged_out(sender, request, user, **kwargs):
@@ -22,6 +25,9 @@ def on_user_logged_out(sender, request, user, **kwargs):
 
 
 def on_user_login_failed(sender, credentials, request=None, **kwargs):
+    if "nonce" in credentials and "password" not in credentials:
+        # The identity provider's callback: accounts.oidc audits its outcome; it is no password guess.
+        return
     username = str(credentials.get(get_user_model().USERNAME_FIELD) or "")[:150]
     refused = throttling.refused_by(request, username)
     if refused is not None:

@@ -42,7 +42,7 @@ def token_create(*, user, name: str, request=None, via: str = "web") -> tuple[Ap
     return token, raw
 
 
-def token_revoke(*, token: ApiToken, request=None, actor=None) -> bool:
+def token_revoke(*, token: ApiToken, request=None, actor=None, reason: str = "") -> bool:
     """Revoke `token`; False if it was already revoked."""
     with transaction.atomic():
         revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -53,7 +53,12 @@ def token_revoke(*, token: ApiToken, request=None, actor=None) -> bool:
                 request=request,
                 target_type="api_token",
                 target_id=str(token.pk),
-                details={"name": token.name, "prefix": token.prefix, "owner": token.user.get_username()},
+                details={
+                    "name": token.name,
+                    "prefix": token.prefix,
+                    "owner": token.user.get_username(),
+                    **({"reason": reason} if reason else {}),
+                },
             )
     return bool(revoked)
 

@@ -22,6 +22,23 @@ from .selectors import AuditFilters, audit_iter_all, audit_page
 from .services import profile_for, profile_update
 
 
+class LoginView(auth_views.LoginView):
+    """Django's sign-in page, with the identity provider's button when single sign-on is on."""
+
+    authentication_form = ThrottledAuthenticationForm
+
+    def get_context_data(self, **kwargs):
+        from django.conf import settings
+
+        context = super().get_context_data(**kwargs)
+        context["sso"] = {
+            "enabled": settings.OIDC_ENABLED,
+            "provider": settings.OIDC_PROVIDER_NAME,
+            "local_passwords": settings.LOCAL_PASSWORDS,
+        }
+        return context
+
+
 def answers_throttled_sign_in(view):
     """A sign-in view that answers 429 with Retry-After while sign-in is locked (the page says for how long),
     and that marks the browser of a successful sign-in as a known device (accounts.known_clients)."""
@@ -40,7 +57,7 @@ def answers_throttled_sign_in(view):
     return wrapped
 
 
-login_view = answers_throttled_sign_in(auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm))
+login_view = answers_throttled_sign_in(LoginView.as_view())
 
 
 @answers_throttled_sign_in

@@ -58,6 +58,11 @@ class AuditAction:
     USER_CREATED = "user_created"
     USER_CHANGED = "user_changed"
     TIMEZONE_CHANGED = "timezone_changed"
+    # Single sign-on and deactivation (accounts.sso, accounts.services)
+    LOGIN_REFUSED = "login_refused"
+    USER_DEACTIVATED = "user_deactivated"
+    USER_REACTIVATED = "user_reactivated"
+    SESSIONS_ENDED = "sessions_ended"
 
     @classmethod
     def all(cls) -> list[str]:

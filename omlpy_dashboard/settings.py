@@ -15,6 +15,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from accounts.role_map import RoleMapError, parse_role_map
+from accounts.sso_settings import sso_settings_problems
 from omlpy_dashboard.client_address import parse_networks
 from omlpy_dashboard.logs import log_format_from
 from omlpy_dashboard.secrets_check import is_fernet_key, secret_key_weakness
@@ -246,6 +248,55 @@ if (
     < 1
 ):
     raise ImproperlyConfigured("The LOGIN_THROTTLE_* settings must be positive.")
+
+# --- Single sign-on (OpenID Connect, accounts.oidc) and local passwords -----------------------------
+# README "Single sign-on" explains the provider's side and the role map. The OIDC_RP_* and OIDC_USE_PKCE names
+# are mozilla-django-oidc's.
+OIDC_ENABLED = env.bool("OIDC_ENABLED", default=False)
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
+# Explicit endpoints win over the issuer's discovery document (/.well-known/openid-configuration).
+OIDC_ENDPOINTS = {
+    "OIDC_AUTHORIZATION_ENDPOINT": env.str("OIDC_AUTHORIZATION_ENDPOINT", default=""),
+    "OIDC_TOKEN_ENDPOINT": env.str("OIDC_TOKEN_ENDPOINT", default=""),
+    "OIDC_USERINFO_ENDPOINT": env.str("OIDC_USERINFO_ENDPOINT", default=""),
+    "OIDC_JWKS_ENDPOINT": env.str("OIDC_JWKS_ENDPOINT", default=""),
+}
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_SIGN_ALGO", default="RS256")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+OIDC_USERNAME_CLAIM = env.str("OIDC_USERNAME_CLAIM", default="preferred_username")
+OIDC_TEAM_CLAIM = env.str("OIDC_TEAM_CLAIM", default="groups")
+OIDC_REQUIRED_GROUP = env.str("OIDC_REQUIRED_GROUP", default="")
+try:
+    OIDC_ROLE_MAP = parse_role_map(env.str("OIDC_ROLE_MAP", default=""))
+except RoleMapError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+_sso_problems = sso_settings_problems(
+    enabled=OIDC_ENABLED,
+    issuer=OIDC_ISSUER,
+    endpoints=OIDC_ENDPOINTS,
+    client_id=OIDC_RP_CLIENT_ID,
+    client_secret=OIDC_RP_CLIENT_SECRET,
+    algorithm=OIDC_RP_SIGN_ALGO,
+)
+if OIDC_ENABLED and not OIDC_ROLE_MAP:
+    _sso_problems.append("OIDC_ROLE_MAP is empty: nobody could sign in through the provider")
+if _sso_problems:
+    raise ImproperlyConfigured("Single sign-on (OIDC_ENABLED): " + "; ".join(_sso_problems) + ".")
+if OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("accounts.oidc.OidcBackend")
+# Off: the sign-in form accepts only BREAK_GLASS_USERNAME (a superuser); API tokens keep working.
+LOCAL_PASSWORDS = env.bool("LOCAL_PASSWORDS", default=True)
+BREAK_GLASS_USERNAME = env.str("BREAK_GLASS_USERNAME", default="")
+if not LOCAL_PASSWORDS and not OIDC_ENABLED:
+    raise ImproperlyConfigured(
+        "LOCAL_PASSWORDS is off but OIDC_ENABLED is not: nobody but the break-glass account could sign in. "
+        "Switch single sign-on on, or local passwords back on."
+    )
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

@@ -130,3 +130,64 @@ def login(live):
         assert "/accounts/login/" not in tab.url, f"login as {username} failed"
 
     return sign_in
+
+
+# --- Single sign-on -------------------------------------------------------------------------------
+
+SSO_CLIENT_ID = "omlpy-dashboard"
+SSO_CLIENT_SECRET = "test-client-secret-of-the-dashboard"
+SSO_ROLE_MAP = "omlpy-risk-analysts=Risk:analyst,omlpy-risk-auditors=Risk:auditor,omlpy-admins=*:admin"
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory):
+    """A real OpenID provider (django-oauth-toolkit) in its own process on loopback, once per test session."""
+    from tests.support.oidc import OidcProvider
+
+    provider = OidcProvider(tmp_path_factory.mktemp("oidc-provider"), log_dir=Path(settings.VAR_DIR) / "test-logs")
+    try:
+        provider.start()
+        yield provider
+    finally:
+        provider.stop()
+
+
+@pytest.fixture(scope="session")
+def sso_stack(django_db_setup, django_db_blocker, oidc_provider):
+    """The dashboard's web server signing in through `oidc_provider`, local passwords off but for `root`."""
+    running = Stack(
+        log_dir=Path(settings.VAR_DIR) / "test-logs" / "sso",
+        env={
+            "OIDC_ENABLED": "true",
+            "OIDC_PROVIDER_NAME": "Test IdP",
+            "OIDC_ISSUER": oidc_provider.issuer,
+            "OIDC_CLIENT_ID": SSO_CLIENT_ID,
+            "OIDC_CLIENT_SECRET": SSO_CLIENT_SECRET,
+            "OIDC_SCOPES": "openid profile email groups",
+            "OIDC_TEAM_CLAIM": "groups",
+            "OIDC_ROLE_MAP": SSO_ROLE_MAP,
+            "OIDC_REQUIRED_GROUP": "omlpy-users",
+            "LOCAL_PASSWORDS": "off",
+            "BREAK_GLASS_USERNAME": "root",
+        },
+    )
+    oidc_provider.sync(
+        clients=[
+            {
+                "client_id": SSO_CLIENT_ID,
+                "client_secret": SSO_CLIENT_SECRET,
+                "redirect_uris": [running.url("/oidc/callback/")],
+            }
+        ]
+    )
+    try:
+        running.start_web()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def sso(transactional_db, sso_stack):
+    """The single sign-on stack with a clean database (the provider keeps its users between tests)."""
+    return sso_stack

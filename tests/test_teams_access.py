@@ -221,6 +221,9 @@ ROUTES: dict[str, Route] = {
     "password_reset_done": Route(_fixed("/accounts/password_reset/done/"), _public(), per_job=False),
     "password_reset_confirm": Route(_fixed("/accounts/reset/x/y-z/"), _public(), per_job=False),
     "password_reset_complete": Route(_fixed("/accounts/reset/done/"), _public(), per_job=False),
+    # Single sign-on: not found while it is off, as here (tests/test_sso_*.py sign in through a real provider).
+    "oidc_authentication_init": Route(_fixed("/oidc/authenticate/"), _public(404), per_job=False),
+    "oidc_authentication_callback": Route(_fixed("/oidc/callback/?code=x&state=y"), _public(404), per_job=False),
     "healthz": Route(_fixed("/healthz"), _public({200, 503}), per_job=False),
     "livez": Route(_fixed("/livez"), _public(), per_job=False),
     "readyz": Route(_fixed("/readyz"), _public({200, 503}), per_job=False),
