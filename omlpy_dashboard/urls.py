@@ -12,7 +12,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("healthz", health.healthz, name="healthz"),
     # The admin's sign-in, answering 429 while sign-in is locked (accounts.views.answers_throttled_sign_in).
-    path("admin/login/", accounts_views.admin_login),
+    path("admin/login/", accounts_views.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("", include("accounts.urls")),

@@ -214,6 +214,8 @@ ROUTES: dict[str, Route] = {
     "audit_export": Route(_fixed("/audit/export.csv"), _auditors, per_job=False),
     # Signing in and out; password management of Django's auth views.
     "login": Route(_fixed("/accounts/login/"), _public(), per_job=False),
+    # The admin's sign-in page, throttled like the site's (the rest of the admin is tested below).
+    "admin_login": Route(_fixed("/admin/login/"), _public({200, 302}), per_job=False),
     "logout": Route(_fixed("/accounts/logout/"), _public(302), method="POST", per_job=False),
     "password_change": Route(_fixed("/accounts/password_change/"), _signed_in(), per_job=False),
     "password_change_done": Route(_fixed("/accounts/password_change/done/"), _signed_in(), per_job=False),
