@@ -47,8 +47,9 @@ WORKDIR /app
 COPY . .
 COPY --from=static /app/staticfiles /app/staticfiles
 # VAR_DIR is the one folder the application writes (broker folder, caches, beat's schedule); an orchestrator
-# mounts a volume here when the root filesystem is read-only.
-RUN install -d -o omlpy -g omlpy -m 0750 /app/var
+# mounts a volume here when the root filesystem is read-only. Its audit-checkpoints folder is a volume of its
+# own (AUDIT_CHECKPOINT_DIR); created here so that a new volume mounted on it belongs to the application.
+RUN install -d -o omlpy -g omlpy -m 0750 /app/var /app/var/audit-checkpoints
 ENV VAR_DIR=/app/var \
     STATIC_ROOT=/app/staticfiles \
     CELERY_BEAT_SCHEDULE_FILENAME=/app/var/celerybeat-schedule \

@@ -14,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from jobs.access import can_view_audit
+from jobs.spreadsheet import formula_safe
 
 from . import known_clients
 from . import tokens as token_service
@@ -135,9 +136,8 @@ _CSV_HEADER = ["id", "at_utc", "actor", "action", "ip", "target_type", "target_i
 
 
 def _csv_cell(value) -> str:
-    # A cell a spreadsheet would read as a formula is made inert.
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    # A cell a spreadsheet would read as a formula is made inert, by the rule result downloads follow too.
+    return formula_safe("" if value is None else str(value))
 
 
 def _csv_rows(user, filters: AuditFilters):
@@ -149,7 +149,7 @@ def _csv_rows(user, filters: AuditFilters):
                 entry.id,
                 entry.at.astimezone(UTC).isoformat(),
                 _csv_cell(entry.actor_username),
-                entry.action,
+                _csv_cell(entry.action),
                 entry.ip or "",
                 _csv_cell(entry.target_type),
                 _csv_cell(entry.target_id),

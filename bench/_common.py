@@ -33,6 +33,7 @@ PRODUCTION_LIKE_ENV = {
     "DEBUG": "false",
     "SECRET_KEY": "bench-only-secret-key-not-used-anywhere-else-0123456789",
     "ENCRYPTION_KEYS": "9SZTblygt3xArpISV3_IM3qAVszu5ZAdbgCv08a3tEw=",
+    "AUDIT_HMAC_KEYS": "bench-only-audit-chain-key-not-used-anywhere-else-0123456789",
     "SECURE_COOKIES": "false",
     "SECURE_SSL_REDIRECT": "false",
     "SECURE_HSTS_SECONDS": "0",

@@ -49,6 +49,7 @@ def bench_environment(var_dir: Path, port: int) -> dict[str, str]:
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "AUDIT_HMAC_KEYS": secrets.token_urlsafe(50),
         "SECURE_COOKIES": "false",
         "SECURE_HSTS_SECONDS": "0",
         "OMLENGINE_ENABLED": "false",

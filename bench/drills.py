@@ -101,6 +101,7 @@ def configure_environment(pg: PrivatePostgres, redis: PrivateRedis, var_dir: Pat
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "AUDIT_HMAC_KEYS": secrets.token_urlsafe(50),
             "SECURE_COOKIES": "false",
             "SECURE_HSTS_SECONDS": "0",
             "OMLENGINE_ENABLED": "true",

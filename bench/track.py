@@ -58,6 +58,7 @@ def configure(args) -> dict:
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(40),
         "ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "AUDIT_HMAC_KEYS": secrets.token_urlsafe(50),
         "OMLENGINE_ENABLED": "true",
         "OMLENGINE_TIMER_SCRIPTS": "true",
         "SECURE_COOKIES": "false",

@@ -8,6 +8,6 @@ PYTHON="${1:-python}"
 # Settings refuse to load without secrets when DEBUG is off; the build uses throwaway ones that nothing keeps.
 build_secret=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(50))')
 build_key=$("$PYTHON" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
-DEBUG=false OMLENGINE_ENABLED=false SECRET_KEY="$build_secret" ENCRYPTION_KEYS="$build_key" \
+DEBUG=false OMLENGINE_ENABLED=false SECRET_KEY="$build_secret" ENCRYPTION_KEYS="$build_key" AUDIT_HMAC_KEYS="$build_secret" \
   "$PYTHON" manage.py collectstatic --noinput --verbosity 0
 echo "static files built in ${STATIC_ROOT:-var/staticfiles}"

@@ -3,8 +3,9 @@
 
     cp .env.example .env && python3 deploy/init-env.py [--env-file .env] [--site-address omlpy.example.com]
 
-Writes SECRET_KEY, ENCRYPTION_KEYS, POSTGRES_PASSWORD and the embedded engine's ENGINE_SECRET_KEY and
-ENGINE_ENCRYPTION_KEYS where they are empty, and SITE_ADDRESS when given. Needs only Python's standard library,
+Writes SECRET_KEY, ENCRYPTION_KEYS, AUDIT_HMAC_KEYS, POSTGRES_PASSWORD and the embedded engine's
+ENGINE_SECRET_KEY, ENGINE_ENCRYPTION_KEYS and ENGINE_AUDIT_HMAC_KEYS where they are empty, and SITE_ADDRESS
+when given. Needs only Python's standard library,
 so it runs before anything is installed. The file is left readable by its owner only.
 """
 
@@ -35,9 +36,11 @@ def _password() -> str:
 GENERATED: dict[str, Callable[[], str]] = {
     "SECRET_KEY": _token,
     "ENCRYPTION_KEYS": _fernet_key,
+    "AUDIT_HMAC_KEYS": _token,
     "POSTGRES_PASSWORD": _password,
     "ENGINE_SECRET_KEY": _token,
     "ENGINE_ENCRYPTION_KEYS": _fernet_key,
+    "ENGINE_AUDIT_HMAC_KEYS": _token,
 }
 
 _ASSIGNMENT = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>[^#\s]*)(?P<rest>.*)$")

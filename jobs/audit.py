@@ -1,8 +1,15 @@
-"""The audit trail: append-only records of user actions, chained by hashes.
+"""The audit trail: append-only records of user actions, chained and signed.
 
 `audit_record` is the only writer. Each entry stores `prev_hash` (the previous entry's `entry_hash`) and
-`entry_hash`, a SHA-256 over a canonical JSON of its content including `prev_hash`. Editing, inserting or
-deleting a row in the middle of the chain therefore breaks it at that row, which `audit_verify` reports.
+`entry_hash`, an HMAC-SHA256 under the first of AUDIT_HMAC_KEYS over a canonical JSON of its content, including
+`prev_hash` and `key_id` (which key signed it: a digest's prefix, never the key). The keys are never in the
+database, so whoever can write the table can neither edit, insert nor delete an entry in the middle of the chain
+without `audit_verify` naming it, nor re-sign the chain. Removing the newest entries leaves a shorter chain that
+holds: the signed checkpoints of jobs.audit_checkpoint, kept outside the database, catch that.
+
+Entries written before the chain was keyed have an empty `key_id` and a plain SHA-256 as `entry_hash`; they
+verify as before. The first keyed write after them adds a `chain_keyed` anchor whose HMAC covers their head,
+so they cannot be rewritten either once signed entries follow. After a signed entry an unsigned one is a break.
 
 Appends are serialized so that the chain stays linear: on PostgreSQL by a transaction-scoped advisory lock,
 on SQLite by the IMMEDIATE transaction that already holds the database's write lock.
@@ -11,19 +18,23 @@ on SQLite by the IMMEDIATE transaction that already holds the database's write l
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
 from omlpy_dashboard.client_address import client_address
 from omlpy_dashboard.fastsql import insert_one
+from omlpy_dashboard.secrets_check import audit_key_id
 
 from .models import AuditEntry
 
@@ -63,6 +74,8 @@ class AuditAction:
     USER_DEACTIVATED = "user_deactivated"
     USER_REACTIVATED = "user_reactivated"
     SESSIONS_ENDED = "sessions_ended"
+    # Written once, by the first keyed write after unkeyed entries: the start of the signed chain.
+    CHAIN_KEYED = "chain_keyed"
 
     @classmethod
     def all(cls) -> list[str]:
@@ -91,8 +104,9 @@ def _timestamp(at: datetime) -> str:
 
 
 def entry_content(entry: AuditEntry) -> dict[str, Any]:
-    """What the hash covers. `actor_id` is left out: deleting a user sets it to NULL, `actor_username` stays."""
-    return {
+    """What the hash covers. `actor_id` is left out: deleting a user sets it to NULL, `actor_username` stays.
+    `key_id` is covered when there is one; an unkeyed entry's content is exactly what it always was."""
+    content = {
         "at": _timestamp(entry.at),
         "actor_username": entry.actor_username,
         "action": entry.action,
@@ -102,10 +116,42 @@ def entry_content(entry: AuditEntry) -> dict[str, Any]:
         "details": entry.details,
         "prev_hash": entry.prev_hash,
     }
+    key_id = getattr(entry, "key_id", "")
+    if key_id:
+        content["key_id"] = key_id
+    return content
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """AUDIT_HMAC_KEYS by key id: the first signs, all verify."""
+
+    signing_id: str
+    keys: dict[str, bytes] = field(repr=False)
+
+
+@lru_cache(maxsize=4)
+def _key_ring(keys: tuple[str, ...]) -> KeyRing:
+    return KeyRing(signing_id=audit_key_id(keys[0]), keys={audit_key_id(key): key.encode() for key in keys})
+
+
+def key_ring() -> KeyRing:
+    return _key_ring(tuple(settings.AUDIT_HMAC_KEYS))
+
+
+def unkeyed_hash(entry: AuditEntry) -> str:
+    return hashlib.sha256(_canonical(entry_content(entry)).encode()).hexdigest()
+
+
+def keyed_hash(entry: AuditEntry, key: bytes) -> str:
+    return hmac.new(key, _canonical(entry_content(entry)).encode(), hashlib.sha256).hexdigest()
 
 
 def compute_hash(entry: AuditEntry) -> str:
-    return hashlib.sha256(_canonical(entry_content(entry)).encode()).hexdigest()
+    """The hash `entry` should carry: an HMAC under the key its `key_id` names, a SHA-256 without one.
+    Raises KeyError for a key id AUDIT_HMAC_KEYS does not list."""
+    key_id = getattr(entry, "key_id", "")  # absent from the model of migrations before jobs 0005
+    return keyed_hash(entry, key_ring().keys[key_id]) if key_id else unkeyed_hash(entry)
 
 
 def _lock_chain() -> None:
@@ -143,15 +189,28 @@ def audit_record(
     with transaction.atomic(savepoint=False):
         _lock_chain()
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT entry_hash FROM {AuditEntry._meta.db_table} ORDER BY id DESC LIMIT 1")  # noqa: S608
+            cursor.execute(f"SELECT entry_hash, key_id FROM {AuditEntry._meta.db_table} ORDER BY id DESC LIMIT 1")  # noqa: S608
             row = cursor.fetchone()
-        last = row[0] if row else None
-        entry.prev_hash = last or GENESIS_HASH
-        # Taken under the lock, so that time order and chain order agree.
-        entry.at = timezone.now()
-        entry.entry_hash = compute_hash(entry)
-        insert_one(entry)
+        ring = key_ring()
+        head = row[0] if row else GENESIS_HASH
+        if row and not row[1]:
+            # The newest entry is unkeyed: sign the old head once, so that nothing before it can be rewritten.
+            anchor = AuditEntry(
+                action=AuditAction.CHAIN_KEYED, target_type="audit_chain", details={"unkeyed_head": head}
+            )
+            head = _append(anchor, head, ring)
+        _append(entry, head, ring)
     return entry
+
+
+def _append(entry: AuditEntry, prev_hash: str, ring: KeyRing) -> str:
+    entry.prev_hash = prev_hash
+    entry.key_id = ring.signing_id
+    # Taken under the lock, so that time order and chain order agree.
+    entry.at = timezone.now()
+    entry.entry_hash = keyed_hash(entry, ring.keys[ring.signing_id])
+    insert_one(entry)
+    return entry.entry_hash
 
 
 # --- Verification -------------------------------------------------------------------------------
@@ -165,9 +224,15 @@ class ChainBreak:
 
 @dataclass(frozen=True)
 class ChainReport:
+    """A walk of the whole chain. `checked` counts every entry; `intact` those before the first break.
+    `seen` maps each watched entry id to its 1-based position in the chain and its stored hash."""
+
     checked: int
     head: str
     broken: ChainBreak | None
+    intact: int = 0
+    last_id: int = 0
+    seen: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -184,16 +249,49 @@ def _entries_in_chain_order(batch: int = 2000) -> Iterator[AuditEntry]:
         last_id = rows[-1].id
 
 
-def audit_verify_chain() -> ChainReport:
-    """Walk the chain from the first entry; stop at the first entry that does not hold."""
+def _fault(entry: AuditEntry, expected_prev: str, signed_before: bool, ring: KeyRing) -> str | None:
+    """Why `entry` does not hold in its place, or None."""
+    if entry.prev_hash != expected_prev:
+        return (
+            "its previous-entry hash does not match the entry before it "
+            "(an entry was removed or altered, or this one was inserted)"
+        )
+    if not entry.key_id:
+        if signed_before:
+            return "it is not signed, yet signed entries come before it (written or re-hashed without the key)"
+        return (
+            None
+            if hmac.compare_digest(unkeyed_hash(entry), entry.entry_hash)
+            else "its content does not match its hash"
+        )
+    key = ring.keys.get(entry.key_id)
+    if key is None:
+        return f"it is signed with key {entry.key_id}, which AUDIT_HMAC_KEYS does not list"
+    if not hmac.compare_digest(keyed_hash(entry, key), entry.entry_hash):
+        return f"its content does not match its hash (HMAC with key {entry.key_id})"
+    return None
+
+
+def audit_verify_chain(watch: Collection[int] = ()) -> ChainReport:
+    """Walk the chain from the first entry, naming the first entry that does not hold; the walk goes on to the
+    end so that the chain's length and head can be compared with the checkpoints (`watch`: their entry ids)."""
+    ring = key_ring()
     expected_prev = GENESIS_HASH
-    checked = 0
+    checked = intact = last_id = 0
+    broken: ChainBreak | None = None
+    signed_before = False
+    seen: dict[int, tuple[int, str]] = {}
     for entry in _entries_in_chain_order():
-        if entry.prev_hash != expected_prev:
-            reason = "its previous-entry hash does not match the entry before it (an entry was removed or altered)"
-            return ChainReport(checked, expected_prev, ChainBreak(entry.id, reason))
-        if compute_hash(entry) != entry.entry_hash:
-            return ChainReport(checked, expected_prev, ChainBreak(entry.id, "its content does not match its hash"))
-        expected_prev = entry.entry_hash
         checked += 1
-    return ChainReport(checked, expected_prev, None)
+        if broken is None:
+            reason = _fault(entry, expected_prev, signed_before, ring)
+            if reason is None:
+                intact += 1
+            else:
+                broken = ChainBreak(entry.id, reason)
+        if entry.id in watch:
+            seen[entry.id] = (checked, entry.entry_hash)
+        signed_before = signed_before or bool(entry.key_id)
+        expected_prev = entry.entry_hash
+        last_id = entry.id
+    return ChainReport(checked, expected_prev, broken, intact, last_id, seen)

@@ -323,10 +323,11 @@ class AuditEntryQuerySet(models.QuerySet):
 
 
 class AuditEntry(models.Model):
-    """An append-only record of a user action. Each entry hashes its content and the previous entry's hash.
+    """An append-only record of a user action. Each entry signs its content and the previous entry's hash with
+    an HMAC under AUDIT_HMAC_KEYS (entries written before the chain was keyed: a plain SHA-256).
 
-    jobs.audit.audit_record is the only writer. Updates and deletes are refused here, and on PostgreSQL by
-    a trigger as well (accounts migration 0002).
+    jobs.audit.audit_record is the only writer. Updates and deletes are refused here, and by a trigger as well
+    (accounts migration 0002, extended to `key_id` by jobs migration 0005).
     """
 
     at = models.DateTimeField()
@@ -341,6 +342,11 @@ class AuditEntry(models.Model):
     details = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, blank=True)
     entry_hash = models.CharField(max_length=64, blank=True)
+    key_id = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="Which AUDIT_HMAC_KEYS key signed the entry (a digest's prefix, not the key); empty: unkeyed.",
+    )
 
     objects = AuditEntryQuerySet.as_manager()
 

@@ -2,7 +2,9 @@
 
 Both read the stored body incrementally (jobs.results), so memory does not grow with a result's size. The
 rows are those of jobs.results.iter_rows: group-apply rows carry the group label as their first column,
-index-apply rows their 1-based index, object leaves their JSON Pointer path.
+index-apply rows their 1-based index, object leaves their JSON Pointer path. Text a spreadsheet would run as a
+formula, in cells and in column names alike, is made inert by jobs.spreadsheet.formula_safe; numbers stay
+numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from .results import MISSING, Source, cell_text, iter_rows, table_header, table_values
+from .spreadsheet import formula_safe
 
 CSV_FLUSH_BYTES = 64 * 1024
 XLSX_MAX_ROWS = 1_048_576  # Excel's rows per sheet, header included
@@ -32,13 +35,21 @@ def download_filename(job, extension: str) -> str:
     return f"{script[:80]}-{job.uuid}.{extension}"
 
 
+def csv_cell(value: Any) -> str:
+    """One CSV cell: text made formula-safe; numbers, booleans, null and nested values as cell_text writes them
+    (nested values are JSON text starting with `[` or `{`, which no spreadsheet runs)."""
+    if type(value) is str:
+        return formula_safe(value)
+    return cell_text(value)
+
+
 def csv_chunks(source: Source, shape: str) -> Iterator[bytes]:
     """The body as CSV (UTF-8), in pieces of about CSV_FLUSH_BYTES. Null and missing cells are empty."""
     header = table_header(source, shape)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(header.names)
-    columns, has_lead, text = header.columns, header.lead is not None, cell_text
+    writer.writerow([formula_safe(name) for name in header.names])
+    columns, has_lead, text = header.columns, header.lead is not None, csv_cell
     for lead, cells in iter_rows(source, shape):
         get = cells.get
         row = [text(get(name)) for name in columns]
@@ -53,6 +64,15 @@ def csv_chunks(source: Source, shape: str) -> Iterator[bytes]:
         yield buffer.getvalue().encode()
 
 
+def _text_cell(sheet, text: str) -> WriteOnlyCell:
+    # Characters an XLSX file cannot hold become U+FFFD; Excel holds at most 32,767 characters in a cell.
+    text = ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)[:XLSX_MAX_TEXT]
+    cell = WriteOnlyCell(sheet, value=text)
+    # openpyxl would store text starting with "=" as a formula: a cell of ours is always a string.
+    cell.data_type = "s"
+    return cell
+
+
 def _xlsx_cell(sheet, value: Any):
     if value is None or value is MISSING:
         return None
@@ -62,13 +82,13 @@ def _xlsx_cell(sheet, value: Any):
         return value
     if isinstance(value, float):
         return value
-    text = cell_text(value)
-    # Characters an XLSX file cannot hold become U+FFFD; Excel holds at most 32,767 characters in a cell.
-    text = ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)[:XLSX_MAX_TEXT]
-    cell = WriteOnlyCell(sheet, value=text)
-    # A string starting with "=" is data, never a formula.
-    cell.data_type = "s"
-    return cell
+    # Text as the CSV has it, so that a file saved again as CSV, or a cell edited, stays inert. An integer
+    # too large for a double is written as its digits: a string cell, never run, and not prefixed.
+    return _text_cell(sheet, csv_cell(value))
+
+
+def _xlsx_header(sheet, names: list[str]) -> list[WriteOnlyCell]:
+    return [_text_cell(sheet, formula_safe(name)) for name in names]
 
 
 def xlsx_file(source: Source, shape: str) -> IO[bytes]:
@@ -86,12 +106,13 @@ def xlsx_file(source: Source, shape: str) -> IO[bytes]:
         if rows_in_sheet >= XLSX_MAX_ROWS:
             sheets += 1
             sheet = workbook.create_sheet("result" if sheets == 1 else f"result {sheets}")
-            sheet.append(header.names)
+            sheet.append(_xlsx_header(sheet, header.names))
             rows_in_sheet = 1
         sheet.append([_xlsx_cell(sheet, v) for v in table_values(header, lead, cells)])
         rows_in_sheet += 1
     if sheet is None:
-        workbook.create_sheet("result").append(header.names)
+        sheet = workbook.create_sheet("result")
+        sheet.append(_xlsx_header(sheet, header.names))
     out = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - handed to the response, which closes it
     workbook.save(out)
     out.seek(0)

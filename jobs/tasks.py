@@ -7,6 +7,7 @@ from django.utils import timezone
 from omlpy_dashboard import health
 
 from . import lifecycle
+from .audit_checkpoint import audit_checkpoint_write
 
 
 @shared_task(name="jobs.tasks.heartbeat")
@@ -41,3 +42,9 @@ def cancel_job(job_id: int, actor: str) -> None:
 @shared_task(name="jobs.tasks.janitor")
 def janitor() -> dict:
     return lifecycle.janitor()
+
+
+@shared_task(name="jobs.tasks.audit_checkpoint")
+def audit_checkpoint() -> str:
+    """Sign the audit chain's head into AUDIT_CHECKPOINT_DIR (jobs.audit_checkpoint); beat schedules it."""
+    return str(audit_checkpoint_write())

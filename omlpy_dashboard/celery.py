@@ -35,4 +35,10 @@ def _prepare(sender: Celery, **kwargs) -> None:
             "schedule": timedelta(seconds=settings.JOBS_JANITOR_INTERVAL),
             "options": {"expires": settings.JOBS_JANITOR_INTERVAL * 2},
         },
+        # A signed checkpoint of the audit chain's head, outside the database (jobs.audit_checkpoint).
+        "audit-checkpoint": {
+            "task": "jobs.tasks.audit_checkpoint",
+            "schedule": timedelta(seconds=settings.AUDIT_CHECKPOINT_INTERVAL),
+            "options": {"expires": max(settings.AUDIT_CHECKPOINT_INTERVAL, 1)},
+        },
     }

@@ -19,7 +19,7 @@ from accounts.role_map import RoleMapError, parse_role_map
 from accounts.sso_settings import sso_settings_problems
 from omlpy_dashboard.client_address import parse_networks
 from omlpy_dashboard.logs import log_format_from
-from omlpy_dashboard.secrets_check import is_fernet_key, secret_key_weakness
+from omlpy_dashboard.secrets_check import audit_key_id, audit_key_weakness, is_fernet_key, secret_key_weakness
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -68,6 +68,32 @@ for _position, _key in enumerate(ENCRYPTION_KEYS, start=1):
             f"ENCRYPTION_KEYS: key {_position} is not a Fernet key (32 bytes, url-safe base64). "
             "Run deploy/init-env.py to generate one."
         )
+
+# Keys of the audit trail's HMAC chain (jobs.audit), never stored in the database. The first signs; all verify,
+# so a key is rotated by putting the new one first and keeping the old ones after it.
+AUDIT_HMAC_KEYS = env.list("AUDIT_HMAC_KEYS", default=[])
+if not AUDIT_HMAC_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "AUDIT_HMAC_KEYS must be set when DEBUG is off: the audit trail is signed with it. "
+            "Run deploy/init-env.py to generate one into .env."
+        )
+    AUDIT_HMAC_KEYS = [_development_secret("audit-hmac-key")]
+for _position, _key in enumerate(AUDIT_HMAC_KEYS, start=1):
+    _weakness = audit_key_weakness(_key)
+    if _weakness:
+        raise ImproperlyConfigured(
+            f"AUDIT_HMAC_KEYS: key {_position} is refused: {_weakness}. Run deploy/init-env.py to generate one."
+        )
+if len({audit_key_id(_key) for _key in AUDIT_HMAC_KEYS}) < len(AUDIT_HMAC_KEYS):
+    raise ImproperlyConfigured("AUDIT_HMAC_KEYS lists the same key twice.")
+# Signed checkpoints of the chain's head, written every AUDIT_CHECKPOINT_INTERVAL seconds outside the database,
+# so that removing the newest entries is noticed; the newest AUDIT_CHECKPOINT_KEEP files are kept (0: all).
+AUDIT_CHECKPOINT_DIR = env.str("AUDIT_CHECKPOINT_DIR", default=str(VAR_DIR / "audit-checkpoints"))
+AUDIT_CHECKPOINT_INTERVAL = env.float("AUDIT_CHECKPOINT_INTERVAL", default=300.0)
+AUDIT_CHECKPOINT_KEEP = env.int("AUDIT_CHECKPOINT_KEEP", default=288)
+if AUDIT_CHECKPOINT_INTERVAL <= 0 or AUDIT_CHECKPOINT_KEEP < 0:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_INTERVAL must be positive and AUDIT_CHECKPOINT_KEEP at least 0.")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -1,55 +1,28 @@
-"""The audit trail is a hash chain: untouched it verifies, any edited or removed row is named."""
+"""The audit trail is a signed hash chain: untouched it verifies, any edited, inserted or removed row is named."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import threading
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import close_old_connections, connection
 
 from jobs.audit import GENESIS_HASH, audit_record, audit_verify_chain
 from jobs.models import AuditEntry, AuditEntryImmutableError
+from tests.audit_support import Broken as _Broken
+from tests.audit_support import content_of, plain_sha256
+from tests.audit_support import entries as _entries
+from tests.audit_support import tamper as _tamper
+from tests.audit_support import verify as _verify
 
 
-def _entries(actor, count: int = 5) -> list[AuditEntry]:
-    return [
-        audit_record(action="submit", actor=actor, target_type="job", target_id=f"job-{n}", details={"n": n})
-        for n in range(count)
-    ]
-
-
-def _tamper(sql: str, params: list) -> None:
-    """Change the table behind the application's back, as someone with database access could."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # A superuser's way around triggers, without ALTER TABLE (which pending FK checks forbid here).
-            cursor.execute("SET LOCAL session_replication_role = replica")
-            cursor.execute(sql, params)
-            cursor.execute("SET LOCAL session_replication_role = origin")
-        else:
-            cursor.execute("DROP TRIGGER IF EXISTS jobs_auditentry_append_only")
-            cursor.execute(sql, params)
-
-
-def _verify() -> str:
-    try:
-        call_command("audit_verify", stdout=(out := _Out()))
-    except CommandError as exc:
-        raise _Broken(str(exc)) from None
-    return out.text
-
-
-class _Out:
-    text = ""
-
-    def write(self, value):
-        self.text += value
-
-
-class _Broken(Exception):
-    pass
+@pytest.fixture(autouse=True)
+def _own_checkpoints(settings, tmp_path):
+    """No checkpoint but this test's: a worker of another test may write some to the default folder."""
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
 
 
 def test_each_entry_chains_to_the_one_before_it(analyst):
@@ -145,3 +118,119 @@ def test_concurrent_appends_keep_the_chain_linear(make_user):
     assert report.checked == 60
     hashes = list(AuditEntry.objects.order_by("id").values_list("prev_hash", flat=True))
     assert len(set(hashes)) == 60  # no two entries claim the same predecessor: the chain never forked
+
+
+# --- Keyed: what someone with the database but without the key cannot do unnoticed ----------------------
+
+
+def test_entries_are_signed_with_the_first_key_and_record_only_its_id(analyst, settings):
+    key = settings.AUDIT_HMAC_KEYS[0]
+    written = _entries(analyst, 2)
+    assert {e.key_id for e in written} == {hashlib.sha256(key.encode()).hexdigest()[:8]}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM jobs_auditentry")
+        stored = repr(cursor.fetchall())
+    assert key not in stored
+
+
+def test_an_entry_rehashed_without_the_key_is_named(analyst):
+    written = _entries(analyst, 4)
+    victim = written[1]
+    # The edit and a fresh SHA-256 over the new content, as the chain was hashed before it was keyed.
+    forged = plain_sha256({**content_of(victim, target_id="someone-else"), "key_id": victim.key_id})
+    _tamper(
+        "UPDATE jobs_auditentry SET target_id = %s, entry_hash = %s WHERE id = %s", ["someone-else", forged, victim.pk]
+    )
+    with pytest.raises(_Broken, match=rf"entry #{victim.pk}\b.*content does not match its hash"):
+        _verify()
+
+
+def test_an_entry_made_unsigned_among_signed_ones_is_named(analyst):
+    written = _entries(analyst, 4)
+    victim = written[2]
+    forged = plain_sha256(content_of(victim, target_id="someone-else"))
+    _tamper(
+        "UPDATE jobs_auditentry SET target_id = %s, entry_hash = %s, key_id = '' WHERE id = %s",
+        ["someone-else", forged, victim.pk],
+    )
+    with pytest.raises(_Broken, match=rf"entry #{victim.pk}\b.*not signed, yet signed entries come before it"):
+        _verify()
+
+
+_COLUMNS = "at, actor_id, actor_username, action, ip, target_type, target_id, details, prev_hash, entry_hash, key_id"
+
+
+def _open_a_gap_after(entry: AuditEntry) -> int:
+    """Move the entries after `entry` up, leaving room for one row in between; the id of that room."""
+    _tamper("UPDATE jobs_auditentry SET id = id + 1000 WHERE id > %s", [entry.pk])
+    return entry.pk + 1
+
+
+def test_a_copy_of_a_signed_entry_inserted_in_the_middle_is_named(analyst):
+    written = _entries(analyst, 5)
+    gap = _open_a_gap_after(written[2])
+    # A genuine signature, replayed: the copy of an earlier entry, key id and HMAC included.
+    _tamper(
+        f"INSERT INTO jobs_auditentry (id, {_COLUMNS}) SELECT %s, {_COLUMNS} FROM jobs_auditentry WHERE id = %s",  # noqa: S608
+        [gap, written[1].pk],
+    )
+    with pytest.raises(_Broken, match=rf"entry #{gap}\b.*this one was inserted"):
+        _verify()
+
+
+def test_an_entry_forged_with_another_key_and_inserted_in_the_middle_is_named(analyst):
+    written = _entries(analyst, 5)
+    gap = _open_a_gap_after(written[2])
+    before = written[2]
+    content = {**content_of(before, target_id="forged", prev_hash=before.entry_hash), "key_id": before.key_id}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    signature = hmac.new(b"a key the attacker made up for the occasion", text, "sha256").hexdigest()
+    _tamper(
+        f"INSERT INTO jobs_auditentry (id, {_COLUMNS}) "  # noqa: S608
+        "SELECT %s, at, actor_id, actor_username, action, ip, target_type, 'forged', details, %s, %s, key_id "
+        "FROM jobs_auditentry WHERE id = %s",
+        [gap, before.entry_hash, signature, before.pk],
+    )
+    with pytest.raises(_Broken, match=rf"entry #{gap}\b.*content does not match its hash"):
+        _verify()
+    # The entry after it no longer follows the one before it either; the first break is the one named.
+    assert audit_verify_chain().broken.entry_id == gap
+
+
+def _rehash_from(first_id: int) -> None:
+    """Re-chain every entry from `first_id` on with plain SHA-256, as someone without the key can: each one's
+    previous hash and hash made consistent again, its key id kept so that it still looks signed."""
+    previous = AuditEntry.objects.filter(id__lt=first_id).order_by("-id").first()
+    prev = previous.entry_hash if previous else GENESIS_HASH
+    for entry in AuditEntry.objects.filter(id__gte=first_id).order_by("id"):
+        rehashed = plain_sha256({**content_of(entry, prev_hash=prev), "key_id": entry.key_id})
+        _tamper("UPDATE jobs_auditentry SET prev_hash = %s, entry_hash = %s WHERE id = %s", [prev, rehashed, entry.pk])
+        prev = rehashed
+
+
+def _edit(written: list[AuditEntry]) -> int:
+    _tamper("UPDATE jobs_auditentry SET target_id = 'someone-else' WHERE id = %s", [written[2].pk])
+    return written[2].pk
+
+
+def _insert(written: list[AuditEntry]) -> int:
+    gap = _open_a_gap_after(written[2])
+    _tamper(
+        f"INSERT INTO jobs_auditentry (id, {_COLUMNS}) SELECT %s, {_COLUMNS} FROM jobs_auditentry WHERE id = %s",  # noqa: S608
+        [gap, written[0].pk],
+    )
+    return gap
+
+
+def _delete(written: list[AuditEntry]) -> int:
+    _tamper("DELETE FROM jobs_auditentry WHERE id = %s", [written[2].pk])
+    return written[3].pk
+
+
+@pytest.mark.parametrize("change", [_edit, _insert, _delete], ids=["edited", "inserted", "deleted"])
+def test_a_change_with_the_rest_of_the_chain_rehashed_without_the_key_is_named(analyst, change):
+    written = _entries(analyst, 5)
+    first_changed = change(written)
+    _rehash_from(first_changed)
+    with pytest.raises(_Broken, match=rf"entry #{first_changed}\b.*content does not match its hash"):
+        _verify()

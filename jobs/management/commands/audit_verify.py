@@ -1,21 +1,30 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.audit import audit_verify_chain
-from jobs.models import AuditEntry
+from jobs.audit_checkpoint import audit_verify
 
 
 class Command(BaseCommand):
-    help = "Check the audit trail's hash chain; exits non-zero naming the first entry that does not hold."
+    help = (
+        "Check the audit trail's signed chain and hold it against the newest checkpoint in AUDIT_CHECKPOINT_DIR; "
+        "exits non-zero naming each finding (the first entry that does not hold, a chain shorter than a "
+        "checkpoint saw, a checkpoint that does not verify)."
+    )
 
     def handle(self, *args, **options):
-        report = audit_verify_chain()
-        if report.broken is not None:
-            entry = AuditEntry.objects.filter(pk=report.broken.entry_id).first()
-            what = ""
-            if entry is not None:
-                what = f" ({entry.at:%Y-%m-%d %H:%M:%S} UTC, {entry.action} by {entry.actor_username or '-'})"
-            raise CommandError(
-                f"Audit chain broken at entry #{report.broken.entry_id}{what}: {report.broken.reason}. "
-                f"{report.checked} entries before it are intact."
-            )
+        result = audit_verify()
+        if not result.ok:
+            raise CommandError("\n".join(result.findings))
+        report = result.report
         self.stdout.write(f"Audit chain intact: {report.checked} entries; head {report.head}.")
+        if result.checkpoint is None:
+            self.stderr.write(
+                f"No checkpoint in {settings.AUDIT_CHECKPOINT_DIR}: the removal of the newest entries would go "
+                "unnoticed. The audit_checkpoint task, scheduled by beat, writes them."
+            )
+        else:
+            checkpoint = result.checkpoint
+            self.stdout.write(
+                f"It holds against {checkpoint.describe()} ({checkpoint.count} entries, key {checkpoint.key_id}); "
+                f"entries written after it are vouched for by no checkpoint yet."
+            )
