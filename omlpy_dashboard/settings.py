@@ -101,6 +101,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.middleware.ContentSecurityPolicyMiddleware",
+    # Job data, results and downloads are never kept by a browser or a proxy (Cache-Control: no-store).
+    "accounts.middleware.NoStoreMiddleware",
     "accounts.middleware.UserTimezoneMiddleware",
 ]
 
