@@ -32,16 +32,33 @@ from .oml.errors import OMLError
 MAX_ID = 2**63 - 1
 
 
+# What a read-only token may still do.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class BearerToken(HttpBearer):
-    """`Authorization: Bearer <personal API token>`."""
+    """`Authorization: Bearer <personal API token>`: an expired token answers 401 saying so, and a read-only
+    token is refused every write of the API (403), whichever endpoint it is."""
 
     def authenticate(self, request: HttpRequest, token: str):
-        from accounts.tokens import user_for_token
+        from accounts.tokens import token_lookup
 
-        user = user_for_token(token)
-        if user is not None:
-            request.user = user
-        return user
+        auth = token_lookup(token)
+        if auth is None:
+            return None
+        if auth.expired:
+            raise HttpError(
+                401,
+                f"This API token expired on {auth.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC. "
+                "Create a new one at /account/tokens/.",
+            )
+        if auth.read_only and request.method not in READ_METHODS:
+            raise HttpError(
+                403,
+                "This API token is read-only: it may not submit, cancel or change anything. Use a read-write token.",
+            )
+        request.user = auth.user
+        return auth.user
 
 
 api = NinjaAPI(

@@ -95,6 +95,44 @@ def test_token_user_is_a_complete_user_with_aware_times(analyst):
     assert user_for_token(raw) is None
 
 
+def test_the_token_statement_reads_the_token_as_the_orm_does_in_one_query(analyst):
+    from accounts.models import ApiToken
+    from accounts.tokens import token_lookup
+
+    token, raw = token_create(user=analyst, name="ro", days=3, read_only=True)
+    with CaptureQueriesContext(connection) as queries:
+        auth = token_lookup(raw)
+    # The statement, and the one write noting the first use.
+    assert [q["sql"].split()[0] for q in queries] == ["SELECT", "UPDATE"]
+    expected = ApiToken.objects.get(pk=token.pk)
+    for field in ApiToken._meta.concrete_fields:
+        if field.name != "last_used_at":  # noted by this very lookup, after the statement read it
+            assert getattr(auth.token, field.attname) == getattr(expected, field.attname), field.name
+    assert timezone.is_aware(auth.expires_at)
+    assert auth.read_only
+    assert not auth.expired
+    assert auth.user.pk == analyst.pk
+    # Used again within a minute: the statement alone.
+    with CaptureQueriesContext(connection) as queries:
+        assert token_lookup(raw).token.last_used_at == expected.last_used_at
+    assert len(queries) == 1
+
+
+def test_an_expired_token_is_found_marked_expired_and_authenticates_no_one(analyst):
+    from accounts.models import ApiToken
+    from accounts.tokens import token_lookup
+
+    token, raw = token_create(user=analyst, name="old")
+    past = timezone.now() - timedelta(seconds=1)
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=past)
+    auth = token_lookup(raw)
+    assert auth.expired
+    assert auth.expires_at == ApiToken.objects.get(pk=token.pk).expires_at
+    assert user_for_token(raw) is None
+    # An expired token's use is not noted.
+    assert ApiToken.objects.get(pk=token.pk).last_used_at is None
+
+
 def test_memberships_are_read_once_per_user_object(make_user):
     ana = make_user("ana")
     team = Team.objects.create(name="Risk")
