@@ -195,7 +195,12 @@ def compose_scripts(request):
     connection = _connection_or_default(request.user, request.GET.get("connection"))
     context = {"connection": connection, "selected": request.GET.get("script", ""), "scripts": [], "error": ""}
     if connection is None:
-        context["error"] = "No connection is granted to you. Ask an administrator to grant one to your team."
+        ids = visible_connection_ids(request.user)
+        context["error"] = (
+            "Choose a connection to list its scripts."
+            if ids is None or ids
+            else "No connection is granted to you. Ask an administrator to grant one to your team."
+        )
     else:
         context["scripts"], context["error"] = _list_scripts(connection)
     response = render(request, "jobs/_scripts.html", context | {"help": HELP})

@@ -260,7 +260,9 @@ def test_the_default_connection_is_preselected_only_for_those_who_may_use_it(cli
     # The script picker opens on no connection rather than on the default she may not see.
     picker = client.get("/jobs/new/scripts/").content.decode()
     assert "Pricing OML" not in picker
-    assert "No connection is granted to you" in picker
+    assert "Choose a connection to list its scripts." in picker
+    client.force_login(people["loner"])
+    assert "No connection is granted to you" in client.get("/jobs/new/scripts/").content.decode()
     # A request naming no connection does not fall back on it either.
     status, answer = api_post(client, "/jobs", {"kind": "do_eval", "script": "x"}, people["ana"])
     assert status == 400
