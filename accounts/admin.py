@@ -182,8 +182,9 @@ class ProfileAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["user", "name", "prefix", "scope", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["scope"]
+    readonly_fields = ["user", "name", "prefix", "scope", "created_at", "expires_at", "last_used_at", "revoked_at"]
     exclude = ["key_hash"]
     actions = ["revoke_tokens"]
 

@@ -5,13 +5,14 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.utils import timezone
 
 from jobs.audit import AuditAction, audit_record
 
 from . import throttling
 from .backends import local_password_allowed
-from .models import Profile
+from .models import ApiToken, Profile
 
 
 class ThrottleMessageMixin:
@@ -77,6 +78,26 @@ class ProfileForm(forms.ModelForm):
 
 class TokenCreateForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. the script that uses it.")
+    days = forms.IntegerField(label="Expires after (days)", min_value=1, required=False)
+    scope = forms.ChoiceField(
+        required=False,
+        choices=ApiToken.Scope.choices,
+        initial=ApiToken.Scope.READ_WRITE,
+        widget=forms.RadioSelect,
+        help_text="A read-only token may read jobs and results but is refused every submit, cancel or re-run.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        days = self.fields["days"]
+        # Read here rather than at import, so that the bounds follow the settings.
+        days.initial = settings.API_TOKEN_DEFAULT_DAYS
+        days.max_value = settings.API_TOKEN_MAX_DAYS
+        days.validators = [*days.validators, MaxValueValidator(settings.API_TOKEN_MAX_DAYS)]
+        days.widget.attrs.update({"min": 1, "max": settings.API_TOKEN_MAX_DAYS})
+        days.help_text = f"1 to {settings.API_TOKEN_MAX_DAYS} days; {settings.API_TOKEN_DEFAULT_DAYS} when left empty."
 
 
 class AuditFilterForm(forms.Form):

@@ -1,6 +1,7 @@
 import zoneinfo
 
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 
 
 class UserTimezoneMiddleware:
@@ -40,4 +41,23 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if self.policy:
             response.headers.setdefault("Content-Security-Policy", self.policy)
+        return response
+
+
+class NoStoreMiddleware:
+    """Sends `Cache-Control: no-store` on every answer the site's views make that does not set its own.
+
+    Jobs, results, downloads, analytics and the audit trail are private data: no browser or proxy may keep a copy
+    (a shared computer's cache, the back button after signing out). One rule for every view, the JSON API
+    included, so that a new page or download is covered without anyone remembering to. Static files never reach
+    it (WhiteNoise answers them first, with their own long caching).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if "Cache-Control" not in response:
+            patch_cache_control(response, no_store=True)
         return response

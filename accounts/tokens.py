@@ -1,11 +1,15 @@
-"""Personal API tokens. The secret is shown once; only its SHA-256 is stored."""
+"""Personal API tokens. The secret is shown once; only its SHA-256 is stored. Every token expires, and a
+read-only token is refused the API's writes."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
@@ -24,12 +28,32 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def token_create(*, user, name: str, request=None, via: str = "web") -> tuple[ApiToken, str]:
-    """A new token for `user`; returns it with its secret, which is never stored nor shown again."""
+def lifetime_error(days: int) -> str | None:
+    """Why `days` is not a lifetime a token may be given; None when it is."""
+    if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
+        return f"A token lives between 1 and {settings.API_TOKEN_MAX_DAYS} days."
+    return None
+
+
+def token_create(
+    *, user, name: str, days: int | None = None, read_only: bool = False, request=None, via: str = "web"
+) -> tuple[ApiToken, str]:
+    """A new token for `user`, expiring in `days` (API_TOKEN_DEFAULT_DAYS when None); returns it with its
+    secret, which is never stored nor shown again. Raises ValueError for a lifetime out of bounds."""
+    days = settings.API_TOKEN_DEFAULT_DAYS if days is None else days
+    error = lifetime_error(days)
+    if error:
+        raise ValueError(error)
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    scope = ApiToken.Scope.READ_ONLY if read_only else ApiToken.Scope.READ_WRITE
     with transaction.atomic():
         token = ApiToken.objects.create(
-            user=user, name=name.strip()[:100] or "API token", prefix=raw[:12], key_hash=hash_token(raw)
+            user=user,
+            name=name.strip()[:100] or "API token",
+            prefix=raw[:12],
+            key_hash=hash_token(raw),
+            scope=scope,
+            expires_at=timezone.now() + timedelta(days=days),
         )
         audit_record(
             action=AuditAction.TOKEN_CREATED,
@@ -37,7 +61,14 @@ def token_create(*, user, name: str, request=None, via: str = "web") -> tuple[Ap
             request=request,
             target_type="api_token",
             target_id=str(token.pk),
-            details={"name": token.name, "prefix": token.prefix, "owner": user.get_username(), "via": via},
+            details={
+                "name": token.name,
+                "prefix": token.prefix,
+                "owner": user.get_username(),
+                "via": via,
+                "scope": token.scope,
+                "expires_at": token.expires_at.isoformat(),
+            },
         )
     return token, raw
 
@@ -63,29 +94,60 @@ def token_revoke(*, token: ApiToken, request=None, actor=None, reason: str = "")
     return bool(revoked)
 
 
-def user_for_token(raw: str):
-    """The active user a Bearer token belongs to, or None (unknown, revoked, or the user is inactive).
+@dataclass(frozen=True)
+class TokenAuth:
+    """A Bearer token that names an active user, and that user; expired or not, so that the API can say so."""
 
-    Every API call asks this, so it is one plain SQL statement (the user with two columns of the token)
-    rather than a queryset compiled anew each time.
+    token: ApiToken
+    user: Any
+
+    @property
+    def expired(self) -> bool:
+        return self.token.is_expired
+
+    @property
+    def read_only(self) -> bool:
+        return self.token.is_read_only
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.token.expires_at
+
+
+def token_lookup(raw: str) -> TokenAuth | None:
+    """The token `raw` is and its user; None when it is unknown, revoked, or its user is inactive.
+
+    Every API call asks this, so it is one plain SQL statement (the token's columns and its user's) rather
+    than a queryset compiled anew each time. An expired token is returned, marked expired, and not noted as
+    used.
     """
     if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None
     user_model = get_user_model()
+    now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT t.id, t.last_used_at IS NULL OR t.last_used_at < %s, {model_columns(user_model, 'u')} "  # noqa: S608
+            f"SELECT t.last_used_at IS NULL OR t.last_used_at < %s, {model_columns(ApiToken, 't')}, "  # noqa: S608
+            f"{model_columns(user_model, 'u')} "
             f"FROM {user_model._meta.db_table} u JOIN {ApiToken._meta.db_table} t ON t.user_id = u.id "
             "WHERE t.key_hash = %s AND t.revoked_at IS NULL AND u.is_active",
-            [timezone.now() - LAST_USED_RESOLUTION, hash_token(raw)],
+            [now - LAST_USED_RESOLUTION, hash_token(raw)],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    token_id, stale, *values = row
-    if stale:
-        ApiToken.objects.filter(pk=token_id).update(last_used_at=timezone.now())
-    return model_from_row(user_model, values)
+    stale, *values = row
+    width = len(ApiToken._meta.concrete_fields)
+    auth = TokenAuth(token=model_from_row(ApiToken, values[:width]), user=model_from_row(user_model, values[width:]))
+    if stale and not auth.expired:
+        ApiToken.objects.filter(pk=auth.token.pk).update(last_used_at=now)
+    return auth
+
+
+def user_for_token(raw: str):
+    """The active user a Bearer token belongs to, or None (unknown, revoked, expired, or the user is inactive)."""
+    auth = token_lookup(raw)
+    return auth.user if auth is not None and not auth.expired else None
 
 
 def tokens_of(user):

@@ -19,6 +19,7 @@ from jobs.spreadsheet import formula_safe
 from . import known_clients
 from . import tokens as token_service
 from .forms import AuditFilterForm, ProfileForm, ThrottledAuthenticationForm, TokenCreateForm, aware
+from .models import ApiToken
 from .selectors import AuditFilters, audit_iter_all, audit_page
 from .services import profile_for, profile_update
 
@@ -84,10 +85,17 @@ def tokens(request):
     form = TokenCreateForm(request.POST or None)
     new_secret = None
     if request.method == "POST" and form.is_valid():
-        _, new_secret = token_service.token_create(user=request.user, name=form.cleaned_data["name"], request=request)
+        data = form.cleaned_data
+        _, new_secret = token_service.token_create(
+            user=request.user,
+            name=data["name"],
+            days=data["days"],  # None: the default lifetime
+            read_only=data["scope"] == ApiToken.Scope.READ_ONLY,
+            request=request,
+        )
         form = TokenCreateForm()
     context = {"form": form, "tokens": token_service.tokens_of(request.user), "new_secret": new_secret}
-    return render(request, "accounts/tokens.html", context)
+    return render(request, "accounts/tokens.html", context, status=400 if form.errors else 200)
 
 
 @require_POST

@@ -132,9 +132,12 @@ def prepare_base(pg: PrivatePostgres) -> str:
     call_command("omlengine_seed", verbosity=0, stdout=io.StringIO())
     # The web process runs with DEBUG off: its pages (error pages included) need the collected static files.
     call_command("collectstatic", verbosity=0, interactive=False)
+    from accounts.models import Membership, Team
     from accounts.tokens import token_create
 
     user = get_user_model().objects.create_user(username=USERNAME, password=secrets.token_urlsafe(16))
+    # Connections are granted to teams: each drill's connection is granted to this one.
+    Membership.objects.create(user=user, team=Team.objects.create(name="Drills"), role=Membership.Role.ANALYST)
     _, raw = token_create(user=user, name="drills", via="bench")
     connections.close_all()
     return raw
@@ -398,6 +401,7 @@ def run_drill(drill: Drill, *, jobs: int, pg: PrivatePostgres, redis: PrivateRed
 
     redis_client.Redis(port=redis.port).flushall()
 
+    from accounts.models import Team
     from jobs.services import connection_save
 
     stack = Stack(log_dir=log_dir / drill.key, env={"DATABASE_URL": pg.url(f"drill_{drill.key}"), **drill.env})
@@ -408,6 +412,7 @@ def run_drill(drill: Drill, *, jobs: int, pg: PrivatePostgres, redis: PrivateRed
         password="omluser",  # noqa: S106 - the embedded engine's documented demo user
         is_default=True,
         poll_budget=300,
+        teams=Team.objects.all(),
     )
     started = time.monotonic()
     disruption: dict = {}

@@ -176,9 +176,14 @@ def fill(jobs: int) -> dict:
         username="OMLUSER",
         password=PASSWORD,
         is_default=True,
+        teams=teams,
     )
     other = connection_save(
-        name="OML staging", base_url="https://oml-staging.example.com", username="OMLUSER", password=PASSWORD
+        name="OML staging",
+        base_url="https://oml-staging.example.com",
+        username="OMLUSER",
+        password=PASSWORD,
+        teams=teams,
     )
     script_names = [f"{word}_{n}" for n, word in enumerate(["score", "forecast", "segment", "train", "clean"] * 8)]
     medians = [round(math.exp(rng.uniform(math.log(10), math.log(300))), 1) for _ in range(SCRIPTS)]

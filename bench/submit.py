@@ -63,6 +63,7 @@ def prepare() -> str:
         username="OMLUSER",
         password=PRODUCTION_LIKE_ENV["SECRET_KEY"],
         is_default=True,
+        teams=Team.objects.all(),
     )
     _, raw = token_create(user=user, name="bench")
     return raw

@@ -291,6 +291,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import close_old_connections
 
+    from accounts.models import Membership, Team
     from jobs.models import Job
     from jobs.services import connection_save, job_create
     from jobs.specs import parse_job_request
@@ -305,6 +306,9 @@ def main() -> None:
         call_command("omlengine_seed", verbosity=0)
         rng = random.Random(args.seed)
         user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(12))
+        # Connections are granted to teams: every connection below is granted to the bench user's.
+        team = Team.objects.create(name="Bench")
+        Membership.objects.create(user=user, team=team, role=Membership.Role.ANALYST)
         stack = Stack(log_dir=Path(env["VAR_DIR"]) / "logs")
         stack.start_web()
 
@@ -317,6 +321,7 @@ def main() -> None:
                 poll_budget=5000,
                 poll_strategy=strategy,
                 is_default=default,
+                teams=[team],
             )
 
         plan: list[tuple[object, dict]] = []  # (connection, request)

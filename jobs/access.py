@@ -6,6 +6,9 @@
 - Only a job's owner may cancel or re-run it; auditors never submit, cancel or re-run anything.
 - A user in no team sees only their own jobs.
 - The audit trail: admins see all of it; auditors see the entries of the members of the teams they audit.
+- Connections are granted to teams: a user sees and lists the scripts of the connections granted to any of
+  their teams, and submits only to those granted to a team they are an analyst of. Admins use them all. A job's
+  own connection is shown with the job to whoever may see the job.
 A job the user may not see answers 404, never 403, so that its existence does not leak.
 """
 
@@ -14,13 +17,14 @@ from __future__ import annotations
 import uuid as uuid_lib
 from dataclasses import dataclass
 
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Membership, Team
 
-from .models import AuditEntry, Job
+from .models import AuditEntry, Connection, Job
 
 
 def is_admin(user) -> bool:
@@ -33,14 +37,22 @@ class Role:
     team_name: str
     role: str
     shares_history: bool
+    # The connections granted to the team.
+    connection_ids: frozenset[int] = frozenset()
 
 
 # Where memberships() keeps what it read on the user object.
 _MEMBERSHIPS_ATTR = "_access_memberships"
 
 
+def _grants_sql() -> tuple[str, str, str]:
+    through = Connection.teams.through._meta
+    return through.db_table, through.get_field("connection").column, through.get_field("team").column
+
+
 def memberships(user) -> tuple[Role, ...]:
-    """The user's teams and roles, ordered by team name; read once per user object.
+    """The user's teams, roles and the connections granted to each team, ordered by team name; read once per
+    user object.
 
     A request's user is loaded anew for every request, so a request sees its memberships as they were when it
     first asked and never pays more than one query for them, however many checks a page or a handler makes.
@@ -49,22 +61,41 @@ def memberships(user) -> tuple[Role, ...]:
         return ()
     cached = getattr(user, _MEMBERSHIPS_ATTR, None)
     if cached is None:
-        # Plain SQL: asked on every request, and a compiled queryset costs more than the query itself.
+        grants, grant_connection, grant_team = _grants_sql()
+        # Plain SQL: asked on every request, and a compiled queryset costs more than the query itself. The
+        # grants come in the same statement (a row per team and granted connection), so that deciding which
+        # connections a user may use costs no query of its own.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT m.team_id, t.name, m.role, t.shares_history "  # noqa: S608 - table names only
+                f"SELECT m.team_id, t.name, m.role, t.shares_history, g.{grant_connection} "  # noqa: S608 - names only
                 f"FROM {Membership._meta.db_table} m JOIN {Team._meta.db_table} t ON t.id = m.team_id "
+                f"LEFT JOIN {grants} g ON g.{grant_team} = m.team_id "
                 "WHERE m.user_id = %s ORDER BY t.name, t.id",
                 [user.pk],
             )
-            cached = tuple(Role(team_id, name, role, bool(shares)) for team_id, name, role, shares in cursor.fetchall())
+            teams: dict[int, tuple[str, str, bool]] = {}
+            granted: dict[int, set[int]] = {}
+            for team_id, name, role, shares, connection_id in cursor.fetchall():
+                teams.setdefault(team_id, (name, role, bool(shares)))
+                ids = granted.setdefault(team_id, set())
+                if connection_id is not None:
+                    ids.add(connection_id)
+        cached = tuple(
+            Role(team_id, name, role, shares, frozenset(granted[team_id]))
+            for team_id, (name, role, shares) in teams.items()
+        )
         setattr(user, _MEMBERSHIPS_ATTR, cached)
     return cached
 
 
-def home_team_id(user) -> int | None:
-    """The team a new job of `user` is filed under: the first of their teams by name."""
+def home_team_id(user, connection_id: int | None = None) -> int | None:
+    """The team a new job of `user` is filed under: the first of their teams by name, preferring one whose
+    analysts may use `connection_id`, so that the job's team is a team the connection is granted to."""
     roles = memberships(user)
+    if connection_id is not None:
+        for role in roles:
+            if role.role == Membership.Role.ANALYST and connection_id in role.connection_ids:
+                return role.team_id
     return roles[0].team_id if roles else None
 
 
@@ -80,6 +111,103 @@ def can_submit(user) -> bool:
         return True
     roles = {role.role for role in memberships(user)}
     return Membership.Role.AUDITOR not in roles or Membership.Role.ANALYST in roles
+
+
+# --- Connections ----------------------------------------------------------------------------------
+
+
+class ConnectionDenied(PermissionDenied):
+    """The user may not submit to this connection. The message never names its URL or user name."""
+
+
+def visible_connection_ids(user) -> frozenset[int] | None:
+    """The ids of the connections `user` may see and list the scripts of; None means every connection."""
+    if is_admin(user):
+        return None
+    return frozenset().union(*(role.connection_ids for role in memberships(user)))
+
+
+def usable_connection_ids(user) -> frozenset[int] | None:
+    """The ids of the connections `user` may submit to; None means every connection.
+
+    Only the grants of the teams the user is an analyst of count: an auditor's teams make their connections
+    visible to the auditor, never usable.
+    """
+    if is_admin(user):
+        return None
+    if not can_submit(user):
+        return frozenset()
+    return frozenset().union(
+        *(role.connection_ids for role in memberships(user) if role.role == Membership.Role.ANALYST)
+    )
+
+
+def _connections(ids: frozenset[int] | None) -> QuerySet[Connection]:
+    connections = Connection.objects.all() if ids is None else Connection.objects.filter(pk__in=sorted(ids))
+    return connections.order_by("name")
+
+
+def visible_connections(user) -> QuerySet[Connection]:
+    return _connections(visible_connection_ids(user)) if user.is_authenticated else Connection.objects.none()
+
+
+def usable_connections(user) -> QuerySet[Connection]:
+    return _connections(usable_connection_ids(user)) if user.is_authenticated else Connection.objects.none()
+
+
+def may_see_connection(user, connection_id: int) -> bool:
+    ids = visible_connection_ids(user)
+    return user.is_authenticated and (ids is None or connection_id in ids)
+
+
+def may_use_connection(user, connection_id: int) -> bool:
+    ids = usable_connection_ids(user)
+    return user.is_authenticated and (ids is None or connection_id in ids)
+
+
+def connection_for_user(user, connection_id) -> Connection:
+    """The connection with this id if `user` may see it; Http404 otherwise (its existence does not leak)."""
+    key = str(connection_id)
+    if not (key.isascii() and key.isdigit() and int(key) < 2**63) or not may_see_connection(user, int(key)):
+        raise Http404("No such connection.")
+    found = Connection.objects.filter(pk=int(key)).first()
+    if found is None:
+        raise Http404("No such connection.")
+    return found
+
+
+def submit_refusal(user) -> str | None:
+    """Why `user` may submit no job at all, in words for them; None when they may submit to some connection."""
+    if not user.is_authenticated:
+        return "Sign in to submit jobs."
+    if is_admin(user):
+        return None
+    if not can_submit(user):
+        return "Your role is read-only: auditors review jobs but do not submit them."
+    if not memberships(user):
+        return (
+            "You are not a member of any team, and connections are granted to teams: ask an administrator to "
+            "add you to a team before you submit jobs."
+        )
+    if not usable_connection_ids(user):
+        return (
+            "No connection is granted to your teams yet: ask an administrator to grant one to your team "
+            "(Admin -> Connections)."
+        )
+    return None
+
+
+def connection_refusal(user, connection: Connection) -> ConnectionDenied | None:
+    """The refusal to raise when `user` submits to `connection`; None when they may."""
+    if may_use_connection(user, connection.pk):
+        return None
+    # Not named: an id alone must not tell its name to someone it is not granted to.
+    return ConnectionDenied(
+        submit_refusal(user) or "That connection is not granted to any team you submit for; choose another one."
+    )
+
+
+# --- Jobs -----------------------------------------------------------------------------------------
 
 
 def visibility_filter(user) -> Q | None:

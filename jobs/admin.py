@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin
 
+from accounts.models import Team
+
 from .audit import AuditAction, audit_record
 from .models import AuditEntry, Connection, Job, JobTransition
 from .services import connection_save
@@ -15,6 +17,13 @@ class ConnectionAdminForm(forms.ModelForm):
         required=False,
         help_text="Write-only. Leave empty to keep the stored password.",
     )
+    teams = forms.ModelMultipleChoiceField(
+        queryset=Team.objects.order_by("name"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Granted to teams",
+        help_text=Connection._meta.get_field("teams").help_text,
+    )
 
     class Meta:
         model = Connection
@@ -27,6 +36,7 @@ class ConnectionAdminForm(forms.ModelForm):
             "poll_budget",
             "poll_strategy",
             "is_default",
+            "teams",
         ]
 
     def clean(self):
@@ -39,12 +49,20 @@ class ConnectionAdminForm(forms.ModelForm):
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionAdminForm
-    list_display = ["name", "base_url", "api_version", "username", "poll_budget", "is_default"]
+    list_display = ["name", "base_url", "api_version", "username", "poll_budget", "is_default", "granted_to"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("teams")
+
+    @admin.display(description="Granted to")
+    def granted_to(self, obj: Connection) -> str:
+        return ", ".join(team.name for team in obj.teams.all()) or "no team (administrators only)"
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
+        # The form's own instance is saved, so that the admin's redirect and log name the stored row.
         saved = connection_save(
-            connection=obj if change else None,
+            connection=obj,
             name=data["name"],
             base_url=data["base_url"],
             username=data["username"],
@@ -53,6 +71,7 @@ class ConnectionAdmin(admin.ModelAdmin):
             poll_budget=data["poll_budget"],
             poll_strategy=data["poll_strategy"],
             is_default=data["is_default"],
+            teams=data["teams"],
         )
         # Field names only: the password's value never enters the trail.
         audit_record(
@@ -60,8 +79,18 @@ class ConnectionAdmin(admin.ModelAdmin):
             request=request,
             target_type="connection",
             target_id=str(saved.pk),
-            details={"name": saved.name, "base_url": saved.base_url, "changed": sorted(form.changed_data)},
+            details={
+                "name": saved.name,
+                "base_url": saved.base_url,
+                "changed": sorted(form.changed_data),
+                "teams": sorted(team.name for team in data["teams"]),
+            },
         )
+
+    def save_related(self, request, form, formsets, change):
+        # connection_save has already set the grants; the form's save_m2m would only set them again.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

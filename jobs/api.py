@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -24,7 +24,7 @@ from omlpy_dashboard.outage import DATABASE_ERRORS, database_unavailable
 from . import access, selectors, services
 from .api_docs import VendoredSwagger
 from .audit import audit_record
-from .models import Connection, Job
+from .models import Job
 from .oml.client import client_for
 from .oml.errors import OMLError
 
@@ -32,16 +32,33 @@ from .oml.errors import OMLError
 MAX_ID = 2**63 - 1
 
 
+# What a read-only token may still do.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class BearerToken(HttpBearer):
-    """`Authorization: Bearer <personal API token>`."""
+    """`Authorization: Bearer <personal API token>`: an expired token answers 401 saying so, and a read-only
+    token is refused every write of the API (403), whichever endpoint it is."""
 
     def authenticate(self, request: HttpRequest, token: str):
-        from accounts.tokens import user_for_token
+        from accounts.tokens import token_lookup
 
-        user = user_for_token(token)
-        if user is not None:
-            request.user = user
-        return user
+        auth = token_lookup(token)
+        if auth is None:
+            return None
+        if auth.expired:
+            raise HttpError(
+                401,
+                f"This API token expired on {auth.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC. "
+                "Create a new one at /account/tokens/.",
+            )
+        if auth.read_only and request.method not in READ_METHODS:
+            raise HttpError(
+                403,
+                "This API token is read-only: it may not submit, cancel or change anything. Use a read-write token.",
+            )
+        request.user = auth.user
+        return auth.user
 
 
 api = NinjaAPI(
@@ -76,6 +93,11 @@ def _malformed(request, exc: NinjaValidationError):
 @api.exception_handler(Http404)
 def _not_found(request, exc):
     return api.create_response(request, {"detail": "Not found."}, status=404)
+
+
+@api.exception_handler(PermissionDenied)
+def _forbidden(request, exc):
+    return api.create_response(request, {"detail": str(exc) or "Not allowed."}, status=403)
 
 
 @api.exception_handler(AuthenticationError)
@@ -236,9 +258,10 @@ jobs_router = Router(tags=["jobs"])
 
 @jobs_router.post("", response={201: JobOut}, summary="Submit a job")
 def create_job(request, payload: JobIn):
-    if not access.can_submit(request.user):
-        raise HttpError(403, "Your role is read-only: it cannot submit jobs.")
-    spec = services.parse_job_request(payload.dict(exclude_unset=True))
+    refusal = access.submit_refusal(request.user)
+    if refusal is not None:
+        raise HttpError(403, refusal)
+    spec = services.parse_job_request(payload.dict(exclude_unset=True), user=request.user)
     # The created instance already holds its owner and connection and has no parent: no need to read it back.
     return Status(201, _job_out(services.job_create(owner=request.user, spec=spec, request=request)))
 
@@ -346,14 +369,14 @@ def rerun_job(request, job_id: UUID):
 connections_router = Router(tags=["connections"])
 
 
-@connections_router.get("", response=list[ConnectionOut], summary="Connections to OML services")
+@connections_router.get("", response=list[ConnectionOut], summary="The connections granted to your teams")
 def list_connections(request):
-    return list(Connection.objects.order_by("name"))
+    return list(access.visible_connections(request.user))
 
 
 @connections_router.get("/{connection_id}/scripts", response=list[ScriptOut], summary="Scripts on that service")
 def list_scripts(request, connection_id: int = Path(..., ge=1, le=MAX_ID)):
-    connection = get_object_or_404(Connection, pk=connection_id)
+    connection = access.connection_for_user(request.user, connection_id)
     try:
         return client_for(connection).scripts()
     except OMLError as exc:

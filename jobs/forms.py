@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from .access import visible_connections
 from .models import Connection
 from .selectors import HistoryFilters
 from .specs import (
@@ -161,6 +162,12 @@ class HistoryFilterForm(forms.Form):
     created_to = forms.DateField(required=False, label="Created to")
     sort = forms.ChoiceField(required=False, choices=SORTS)
 
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is not None:
+            # Only the connections granted to the user's teams are offered (and accepted) as a filter.
+            self.fields["connection"].queryset = visible_connections(user)
+
     def filters(self) -> HistoryFilters:
         data = self.cleaned_data if self.is_valid() else {}
         return HistoryFilters(
@@ -186,7 +193,7 @@ class HistoryFilterForm(forms.Form):
         chosen = str(self.data.get("connection") or "")
         return [
             {"pk": pk, "name": name, "selected": str(pk) == chosen}
-            for pk, name in Connection.objects.order_by("name").values_list("pk", "name")
+            for pk, name in self.fields["connection"].queryset.order_by("name").values_list("pk", "name")
         ]
 
     def sort_order(self) -> str:

@@ -43,6 +43,12 @@ class Connection(models.Model):
 
     poll_strategy = models.CharField(max_length=10, choices=PollStrategy.choices, default="", blank=True)
     is_default = models.BooleanField(default=False)
+    teams = models.ManyToManyField(
+        "accounts.Team",
+        blank=True,
+        related_name="connections",
+        help_text="The teams whose members may see and use this connection. Administrators may use every one.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,6 +14,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import Team
 from omlpy_dashboard.fastsql import insert_one
 
 from . import access
@@ -137,11 +138,18 @@ def job_update_polling(*, job_id: int, requests: int = 0, **fields) -> int:
 
 
 def job_create(*, owner, spec: JobSpec, parent: Job | None = None, request=None, action: str = "submit") -> Job:
-    """Record a job as `queued` and send it to a worker once the row is committed."""
+    """Record a job as `queued` and send it to a worker once the row is committed.
+
+    Raises jobs.access.ConnectionDenied, recording nothing, when the connection is not granted to the owner.
+    """
     from . import tasks
 
+    refusal = access.connection_refusal(owner, spec.connection)
+    if refusal is not None:
+        raise refusal
+    team_id = access.home_team_id(owner, connection_id=spec.connection.pk)
     with transaction.atomic():
-        job = insert_one(Job(owner=owner, team_id=access.home_team_id(owner), parent=parent, **spec.model_fields()))
+        job = insert_one(Job(owner=owner, team_id=team_id, parent=parent, **spec.model_fields()))
         audit_record(
             action=action,
             actor=owner,
@@ -158,8 +166,9 @@ def job_create(*, owner, spec: JobSpec, parent: Job | None = None, request=None,
 
 
 def job_rerun(*, job: Job, actor, request=None) -> Job:
-    """A new job with the same request as `job`, linked to it as its parent."""
-    spec = parse_job_request(spec_as_request(job))
+    """A new job with the same request as `job`, linked to it as its parent; its connection must still be
+    granted to `actor` (jobs.access.ConnectionDenied otherwise)."""
+    spec = parse_job_request(spec_as_request(job), user=actor)
     return job_create(owner=actor, spec=spec, parent=job, request=request, action="rerun")
 
 
@@ -264,8 +273,10 @@ def connection_save(
     poll_strategy: str = "",
     is_default: bool = False,
     connection: Connection | None = None,
+    teams: Iterable[Team] | None = None,
 ) -> Connection:
-    """Create or change a connection; `password=None` keeps the stored one."""
+    """Create or change a connection; `password=None` keeps the stored one, `teams=None` its grants (a new
+    connection is then granted to no team: only administrators may use it until they grant it)."""
     with transaction.atomic():
         if is_default:
             Connection.objects.filter(is_default=True).exclude(pk=getattr(connection, "pk", None)).update(
@@ -285,4 +296,6 @@ def connection_save(
             raise ValueError("A new connection needs a password.")
         connection.full_clean()
         connection.save()
+        if teams is not None:
+            connection.teams.set(teams)
     return connection

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from . import access
 from .models import Connection
 from .states import JobKind, ServiceLevel
 
@@ -142,11 +143,16 @@ def parse_parameters(value: Any) -> dict[str, Any]:
     return value
 
 
-def _resolve_connection(value: Any, errors: dict) -> Connection | None:
+def _resolve_connection(value: Any, errors: dict, user) -> Connection | None:
     if _blank(value):
         connection = Connection.default()
         if connection is None:
             errors.setdefault("connection", []).append("No default connection is configured; choose one.")
+        elif user is not None and not access.may_use_connection(user, connection.pk):
+            errors.setdefault("connection", []).append(
+                "The default connection is not granted to your teams; choose a connection."
+            )
+            return None
         return connection
     text = str(value)
     if "\x00" in text:
@@ -158,11 +164,17 @@ def _resolve_connection(value: Any, errors: dict) -> Connection | None:
     connection = Connection.objects.filter(**lookup).first()
     if connection is None:
         errors.setdefault("connection", []).append(f"Unknown connection {value!r}.")
+    elif user is not None and (refusal := access.connection_refusal(user, connection)):
+        raise refusal
     return connection
 
 
-def parse_job_request(data: Mapping[str, Any]) -> JobSpec:
-    """Validate a job request; raise ValidationError({field: [messages]}) naming every problem at once."""
+def parse_job_request(data: Mapping[str, Any], *, user=None) -> JobSpec:
+    """Validate a job request; raise ValidationError({field: [messages]}) naming every problem at once.
+
+    With `user`, the connection must be one the user may submit to: a connection named explicitly that is not
+    raises jobs.access.ConnectionDenied (a 403), the default one that is not is a field error.
+    """
     errors: dict[str, list[str]] = {}
     unknown = set(data) - ALL_BODY_FIELDS - {"connection", "kind", "script", "script_owner"}
     for name in sorted(unknown):
@@ -174,7 +186,7 @@ def parse_job_request(data: Mapping[str, Any]) -> JobSpec:
         if "\x00" in text or "\\u0000" in text:
             errors.setdefault(name, []).append("Must not contain NUL characters.")
 
-    connection = _resolve_connection(data.get("connection"), errors)
+    connection = _resolve_connection(data.get("connection"), errors, user)
     kind = str(data.get("kind") or "").strip().replace("-", "_")
     if kind not in JobKind.values:
         errors.setdefault("kind", []).append(f"Choose one of: {', '.join(JobKind.values)}.")

@@ -17,7 +17,17 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .access import can_modify, can_submit, job_for_user, visible_jobs
+from .access import (
+    ConnectionDenied,
+    can_modify,
+    can_submit,
+    connection_for_user,
+    job_for_user,
+    submit_refusal,
+    usable_connections,
+    visible_connection_ids,
+    visible_jobs,
+)
 from .forms import (
     HistoryFilterForm,
     compose_fields,
@@ -51,7 +61,7 @@ def home(request):
 @login_required
 @require_GET
 def history(request):
-    form = HistoryFilterForm(request.GET or None)
+    form = HistoryFilterForm(request.GET or None, user=request.user)
     filters = form.filters()
     sort = form.sort_order()
     cursor = request.GET.get("after") or None
@@ -103,11 +113,17 @@ def history_rows(request):
 def _compose(request, *, parent: Job | None, initial: dict, action_url: str):
     if not can_submit(request.user):
         raise PermissionDenied("Your role is read-only: auditors review jobs but do not submit them.")
+    refusal = submit_refusal(request.user)
+    if refusal is not None:
+        # Signed in and not read-only, but no connection is granted to them: say why rather than show a form
+        # that cannot work.
+        return render(request, "jobs/compose.html", {"parent": parent, "refusal": refusal}, status=403)
     errors: dict[str, list[str]] = {}
     values = initial
     if request.method == "POST":
         try:
-            spec = parse_job_request(job_request_data(request.POST))
+            # A connection the user may not use raises ConnectionDenied: a 403 that does not describe it.
+            spec = parse_job_request(job_request_data(request.POST), user=request.user)
         except ValidationError as exc:
             errors = exc.message_dict
             values = form_values(request.POST)
@@ -116,9 +132,10 @@ def _compose(request, *, parent: Job | None, initial: dict, action_url: str):
             job = job_create(owner=request.user, spec=spec, parent=parent, request=request, action=action)
             messages.success(request, f"Job {job.uuid} is queued.")
             return redirect("jobs:detail", job_uuid=job.uuid)
-    connections = list(Connection.objects.all())
-    if not values.get("connection"):
-        default = next((c for c in connections if c.is_default), connections[0] if connections else None)
+    connections = list(usable_connections(request.user))
+    if not values.get("connection") or not any(str(c.pk) == str(values["connection"]) for c in connections):
+        # The default is preselected only where the user may use it; else the only one, else none.
+        default = next((c for c in connections if c.is_default), connections[0] if len(connections) == 1 else None)
         values = {**values, "connection": str(default.pk) if default else ""}
     context = {
         "parent": parent,
@@ -175,10 +192,15 @@ def clone(request, job_uuid):
 @require_GET
 def compose_scripts(request):
     """The script picker for a connection: its script list from OML, or a free-text field when OML cannot say."""
-    connection = _connection_or_default(request.GET.get("connection"))
+    connection = _connection_or_default(request.user, request.GET.get("connection"))
     context = {"connection": connection, "selected": request.GET.get("script", ""), "scripts": [], "error": ""}
     if connection is None:
-        context["error"] = "No connection is configured. Ask an administrator to add one."
+        ids = visible_connection_ids(request.user)
+        context["error"] = (
+            "Choose a connection to list its scripts."
+            if ids is None or ids
+            else "No connection is granted to you. Ask an administrator to grant one to your team."
+        )
     else:
         context["scripts"], context["error"] = _list_scripts(connection)
     response = render(request, "jobs/_scripts.html", context | {"help": HELP})
@@ -187,10 +209,13 @@ def compose_scripts(request):
     return response
 
 
-def _connection_or_default(value) -> Connection | None:
+def _connection_or_default(user, value) -> Connection | None:
+    """The connection asked for (Http404 unless the user may see it), else the default if the user may see it."""
     if value and str(value).isdigit():
-        return Connection.objects.filter(pk=value).first()
-    return Connection.objects.filter(is_default=True).first()
+        return connection_for_user(user, value)
+    ids = visible_connection_ids(user)
+    default = Connection.objects.filter(is_default=True).first()
+    return default if default is not None and (ids is None or default.pk in ids) else None
 
 
 def _list_scripts(connection: Connection) -> tuple[list[dict], str]:
@@ -213,9 +238,11 @@ def compose_preview(request):
     errors: dict[str, list[str]] = {}
     preview = None
     try:
-        spec = parse_job_request(job_request_data(request.POST))
+        spec = parse_job_request(job_request_data(request.POST), user=request.user)
     except ValidationError as exc:
         errors = exc.message_dict
+    except ConnectionDenied as exc:
+        errors = {"connection": [str(exc)]}
     else:
         preview = request_preview(Job(**spec.model_fields()))
     return render(request, "jobs/_preview.html", {"preview": preview, "errors": errors})
@@ -401,6 +428,9 @@ def rerun(request, job_uuid):
         raise PermissionDenied("Only the job's owner may re-run it.")
     try:
         new_job = job_rerun(job=job, actor=request.user, request=request)
+    except ConnectionDenied as exc:
+        messages.error(request, f"This job cannot be re-run: {exc}")
+        return redirect("jobs:detail", job_uuid=job.uuid)
     except ValidationError as exc:
         detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
         messages.error(request, f"This job cannot be re-run as it is ({detail}). Clone it and fix the request.")

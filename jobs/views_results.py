@@ -122,7 +122,7 @@ def compare(request):
 
 
 def _filtered_jobs(request):
-    form = HistoryFilterForm(request.GET)
+    form = HistoryFilterForm(request.GET, user=request.user)
     return form, job_history_queryset(request.user, form.filters())
 
 

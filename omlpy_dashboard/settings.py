@@ -129,6 +129,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.middleware.ContentSecurityPolicyMiddleware",
+    # Job data, results and downloads are never kept by a browser or a proxy (Cache-Control: no-store).
+    "accounts.middleware.NoStoreMiddleware",
     "accounts.middleware.UserTimezoneMiddleware",
 ]
 
@@ -274,6 +276,14 @@ if (
     < 1
 ):
     raise ImproperlyConfigured("The LOGIN_THROTTLE_* settings must be positive.")
+# Personal API tokens expire: a new one lives API_TOKEN_DEFAULT_DAYS unless its creator picks another lifetime,
+# at most API_TOKEN_MAX_DAYS.
+API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
+API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=365)
+if not 1 <= API_TOKEN_MAX_DAYS <= 3650:
+    raise ImproperlyConfigured("API_TOKEN_MAX_DAYS must be between 1 and 3650 days.")
+if not 1 <= API_TOKEN_DEFAULT_DAYS <= API_TOKEN_MAX_DAYS:
+    raise ImproperlyConfigured("API_TOKEN_DEFAULT_DAYS must be between 1 and API_TOKEN_MAX_DAYS.")
 
 # --- Single sign-on (OpenID Connect, accounts.oidc) and local passwords -----------------------------
 # README "Single sign-on" explains the provider's side and the role map. The OIDC_RP_* and OIDC_USE_PKCE names

@@ -41,14 +41,30 @@ def seed_engine() -> None:
         call_command("omlengine_seed", verbosity=0)
 
 
+# Connections are granted to teams: the `analyst` fixture's team, to which `live` grants its connection.
+ANALYSTS_TEAM = "Analysts"
+
+
+def analysts_team():
+    from accounts.models import Team
+
+    return Team.objects.get_or_create(name=ANALYSTS_TEAM)[0]
+
+
 @pytest.fixture
 def live(transactional_db, stack):
-    """The running system with a clean database: the engine seeded, the default connection at the stack."""
+    """The running system with a clean database: the engine seeded, the default connection at the stack,
+    granted to the analysts' team."""
     from jobs.services import connection_save
 
     seed_engine()
     connection_save(
-        name="Embedded engine", base_url=stack.base_url, username="OMLUSER", password="omluser", is_default=True
+        name="Embedded engine",
+        base_url=stack.base_url,
+        username="OMLUSER",
+        password="omluser",
+        is_default=True,
+        teams=[analysts_team()],
     )
     return stack
 
@@ -84,7 +100,12 @@ def make_user(db):
 
 @pytest.fixture
 def analyst(make_user):
-    return make_user("analyst")
+    """An analyst of the analysts' team (ANALYSTS_TEAM), so that they may submit to the connections granted to it."""
+    from accounts.models import Membership
+
+    user = make_user("analyst")
+    Membership.objects.create(user=user, team=analysts_team(), role=Membership.Role.ANALYST)
+    return user
 
 
 # --- Browser ------------------------------------------------------------------------------------

@@ -136,10 +136,16 @@ def test_cancel_and_rerun_through_the_api(api):
 
 
 def test_another_users_job_answers_404(api, make_user):
+    from accounts.models import Membership, Team
+    from jobs.models import Connection
     from jobs.services import job_create
     from jobs.specs import parse_job_request
 
     stranger = make_user("stranger")
+    # Of another team, to which the connection is granted too.
+    elsewhere = Team.objects.create(name="Elsewhere")
+    Membership.objects.create(user=stranger, team=elsewhere, role=Membership.Role.ANALYST)
+    Connection.objects.get().teams.add(elsewhere)
     theirs = job_create(owner=stranger, spec=parse_job_request({"kind": "do_eval", "script": "return_df"}))
     for method, path in [
         ("GET", f"/jobs/{theirs.uuid}"),

@@ -32,11 +32,13 @@ CONFIG = schemathesis.Config.from_dict(
 
 @pytest.fixture
 def api_token(live, make_user):
-    from accounts.models import Membership, Team
+    from accounts.models import Membership
     from accounts.tokens import token_create
+    from tests.conftest import analysts_team
 
     user = make_user("schema-analyst")
-    Membership.objects.create(user=user, team=Team.objects.create(name="Schema"), role=Membership.Role.ANALYST)
+    # The team the stack's connection is granted to.
+    Membership.objects.create(user=user, team=analysts_team(), role=Membership.Role.ANALYST)
     _, raw = token_create(user=user, name="schema")
     return raw
 

@@ -17,6 +17,7 @@ from jobs.models import AuditEntry, Connection, Job, JobTransition
 from jobs.services import connection_save, job_create, job_transition, job_update_polling
 from jobs.specs import parse_job_request
 from omlpy_dashboard.fastsql import insert_one, model_columns, model_from_row
+from tests.conftest import analysts_team
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def conn():
     return connection_save(
-        name="Main & <test>", base_url="https://oml.example.com", username="OMLUSER", password="pw", is_default=True
+        name="Main & <test>",
+        base_url="https://oml.example.com",
+        username="OMLUSER",
+        password="pw",
+        is_default=True,
+        teams=[analysts_team()],
     )
 
 
@@ -89,14 +95,84 @@ def test_token_user_is_a_complete_user_with_aware_times(analyst):
     assert user_for_token(raw) is None
 
 
-def test_memberships_are_read_once_per_user_object(analyst):
-    team = Team.objects.create(name="Risk")
-    Membership.objects.create(user=analyst, team=team, role=Membership.Role.ANALYST)
+def test_the_token_statement_reads_the_token_as_the_orm_does_in_one_query(analyst):
+    from accounts.models import ApiToken
+    from accounts.tokens import token_lookup
+
+    token, raw = token_create(user=analyst, name="ro", days=3, read_only=True)
     with CaptureQueriesContext(connection) as queries:
-        assert access.can_submit(analyst)
-        assert not access.is_auditor(analyst)
-        assert access.home_team_id(analyst) == team.pk
+        auth = token_lookup(raw)
+    # The statement, and the one write noting the first use.
+    assert [q["sql"].split()[0] for q in queries] == ["SELECT", "UPDATE"]
+    expected = ApiToken.objects.get(pk=token.pk)
+    for field in ApiToken._meta.concrete_fields:
+        if field.name != "last_used_at":  # noted by this very lookup, after the statement read it
+            assert getattr(auth.token, field.attname) == getattr(expected, field.attname), field.name
+    assert timezone.is_aware(auth.expires_at)
+    assert auth.read_only
+    assert not auth.expired
+    assert auth.user.pk == analyst.pk
+    # Used again within a minute: the statement alone.
+    with CaptureQueriesContext(connection) as queries:
+        assert token_lookup(raw).token.last_used_at == expected.last_used_at
     assert len(queries) == 1
+
+
+def test_an_expired_token_is_found_marked_expired_and_authenticates_no_one(analyst):
+    from accounts.models import ApiToken
+    from accounts.tokens import token_lookup
+
+    token, raw = token_create(user=analyst, name="old")
+    past = timezone.now() - timedelta(seconds=1)
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=past)
+    auth = token_lookup(raw)
+    assert auth.expired
+    assert auth.expires_at == ApiToken.objects.get(pk=token.pk).expires_at
+    assert user_for_token(raw) is None
+    # An expired token's use is not noted.
+    assert ApiToken.objects.get(pk=token.pk).last_used_at is None
+
+
+def test_memberships_are_read_once_per_user_object(make_user):
+    ana = make_user("ana")
+    team = Team.objects.create(name="Risk")
+    Membership.objects.create(user=ana, team=team, role=Membership.Role.ANALYST)
+    with CaptureQueriesContext(connection) as queries:
+        assert access.can_submit(ana)
+        assert not access.is_auditor(ana)
+        assert access.home_team_id(ana) == team.pk
+    assert len(queries) == 1
+
+
+def test_memberships_read_the_grants_of_each_team_in_the_same_statement(make_user):
+    ana = make_user("ana")
+    risk, pricing, idle = (Team.objects.create(name=name) for name in ("Risk", "Pricing", "Idle"))
+    Membership.objects.create(user=ana, team=risk, role=Membership.Role.ANALYST)
+    Membership.objects.create(user=ana, team=pricing, role=Membership.Role.AUDITOR)
+    Membership.objects.create(user=ana, team=idle, role=Membership.Role.ANALYST)
+    a, b, c, d = (
+        connection_save(name=name, base_url=f"https://{name}.example.com", username="U", password="pw")
+        for name in "abcd"
+    )
+    a.teams.set([risk, pricing])
+    b.teams.set([risk])
+    c.teams.set([pricing])
+    with CaptureQueriesContext(connection) as queries:
+        roles = access.memberships(ana)
+        visible = access.visible_connection_ids(ana)
+        usable = access.usable_connection_ids(ana)
+        home = access.home_team_id(ana, connection_id=b.pk)
+    assert len(queries) == 1
+    # What the ORM says, team by team.
+    for role in roles:
+        granted = Connection.objects.filter(teams__id=role.team_id).values_list("pk", flat=True)
+        assert role.connection_ids == set(granted)
+    assert [role.team_name for role in roles] == ["Idle", "Pricing", "Risk"]
+    assert visible == {a.pk, b.pk, c.pk}
+    # An auditor's team makes its connections visible, never usable.
+    assert usable == {a.pk, b.pk}
+    assert d.pk not in visible
+    assert home == risk.pk
 
 
 def test_a_submission_makes_a_fixed_small_number_of_statements(conn, analyst):

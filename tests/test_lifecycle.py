@@ -201,7 +201,7 @@ def second_stack(transactional_db, tmp_path, request):
 
     def start(env: dict, workers: int = 1) -> Stack:
         from jobs.services import connection_save
-        from tests.conftest import seed_engine
+        from tests.conftest import analysts_team, seed_engine
 
         stack = Stack(log_dir=tmp_path, env=env)
         stacks.append(stack)
@@ -210,7 +210,14 @@ def second_stack(transactional_db, tmp_path, request):
         stack.start_engine_worker()
         for number in range(workers):
             stack.start_worker(name=f"worker{number}", beat=number == 0)
-        connection_save(name="Engine", base_url=stack.base_url, username="OMLUSER", password="omluser", is_default=True)
+        connection_save(
+            name="Engine",
+            base_url=stack.base_url,
+            username="OMLUSER",
+            password="omluser",
+            is_default=True,
+            teams=[analysts_team()],
+        )
         return stack
 
     yield start

@@ -35,6 +35,7 @@ from omlpy_dashboard.logs import (
     log_context,
     log_format_from,
 )
+from tests.conftest import analysts_team
 from tests.stack import ROOT, free_port, wait_for
 from tests.stack import test_database_url as database_url
 
@@ -180,7 +181,12 @@ def worker_stack(own_stack):
 
 def test_a_worker_logs_each_line_about_a_job_as_json_carrying_the_jobs_uuid(worker_stack, analyst):
     connection_save(
-        name="Engine", base_url=worker_stack.base_url, username="OMLUSER", password="omluser", is_default=True
+        name="Engine",
+        base_url=worker_stack.base_url,
+        username="OMLUSER",
+        password="omluser",
+        is_default=True,
+        teams=[analysts_team()],
     )
     _, token = token_create(user=analyst, name="logs")
     # The worker's start-up lines still come, as JSON objects.

@@ -44,8 +44,7 @@ def finished_job(owner, conn, *, state=JobState.SUCCEEDED, **fields) -> Job:
     return job
 
 
-def test_an_analyst_composes_the_seed_group_apply_and_sees_it_succeed_without_reloading(live, page, login, make_user):
-    make_user("analyst")
+def test_an_analyst_composes_the_seed_group_apply_and_sees_it_succeed_without_reloading(live, page, login, analyst):
     login(page, "analyst")
     open_compose(page, live)
 
@@ -101,8 +100,7 @@ def test_an_analyst_composes_the_seed_group_apply_and_sees_it_succeed_without_re
     }
 
 
-def test_invalid_json_in_parameters_is_refused_before_submit_with_its_position(live, page, login, make_user):
-    make_user("analyst")
+def test_invalid_json_in_parameters_is_refused_before_submit_with_its_position(live, page, login, analyst):
     login(page, "analyst")
     open_compose(page, live)
     page.select_option("#id_script", "group_count")
@@ -149,8 +147,7 @@ def test_history_filters_narrow_the_list(live, page, login, make_user):
     expect(page.locator(".empty")).to_contain_text("No jobs match these filters")
 
 
-def test_history_rows_of_unfinished_jobs_update_in_place(live, page, login, make_user):
-    analyst = make_user("analyst")
+def test_history_rows_of_unfinished_jobs_update_in_place(live, page, login, analyst):
     job = job_create(
         owner=analyst,
         spec=parse_job_request({"kind": "do_eval", "script": "timer", "parameters": {"seconds": 6}}),
@@ -166,8 +163,7 @@ def test_history_rows_of_unfinished_jobs_update_in_place(live, page, login, make
     expect(page.locator("#history-live[hx-trigger]")).to_have_count(0)
 
 
-def test_rerun_and_clone_make_jobs_linked_to_their_parent(live, page, login, make_user):
-    analyst = make_user("analyst")
+def test_rerun_and_clone_make_jobs_linked_to_their_parent(live, page, login, analyst):
     parent = finished_job(
         analyst, live_connection(), kind=JobKind.INDEX_APPLY, script_name="compute_random_mean", times=3
     )
@@ -206,8 +202,7 @@ def live_connection():
     return Connection.objects.get(is_default=True)
 
 
-def test_the_pages_run_under_the_content_security_policy_without_a_violation(live, page, login, make_user):
-    analyst = make_user("analyst")
+def test_the_pages_run_under_the_content_security_policy_without_a_violation(live, page, login, analyst):
     violations: list[str] = []
     page.on(
         "console",

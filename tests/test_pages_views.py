@@ -17,6 +17,7 @@ from jobs.models import Job
 from jobs.services import connection_save, job_result_store, job_transition
 from jobs.states import JobKind, JobState
 from jobs.templatetags.jobs_tags import zoned
+from tests.conftest import analysts_team
 
 GROUP_APPLY = {
     "kind": "group_apply",
@@ -33,7 +34,12 @@ GROUP_APPLY = {
 @pytest.fixture
 def conn(db):
     return connection_save(
-        name="Embedded engine", base_url="http://127.0.0.1:9", username="OMLUSER", password="omluser", is_default=True
+        name="Embedded engine",
+        base_url="http://127.0.0.1:9",
+        username="OMLUSER",
+        password="omluser",
+        is_default=True,
+        teams=[analysts_team()],
     )
 
 
@@ -365,7 +371,9 @@ def test_history_filters_by_state_kind_script_owner_and_search(signed_in, conn, 
 
 
 def test_history_filter_bar_shows_the_filters_in_use(signed_in, conn, analyst):
-    other = connection_save(name="Other <db>", base_url="http://127.0.0.1:9", username="U", password="pw")
+    other = connection_save(
+        name="Other <db>", base_url="http://127.0.0.1:9", username="U", password="pw", teams=[analysts_team()]
+    )
     plain = signed_in.get("/jobs/").content.decode()
     assert " checked>" not in plain
     assert '<option value="">Any</option>' in plain

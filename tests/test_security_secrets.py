@@ -29,12 +29,17 @@ def test_passwords_and_tokens_appear_in_no_page_api_answer_log_or_audit_entry(de
     caplog.set_level(logging.DEBUG)
     password = "Pw-" + secrets.token_urlsafe(18)
     EngineUser.objects.filter(username="OMLUSER").update(password=make_password(password))
+    team = Team.objects.create(name="Risk")
     connection_save(
-        name="Engine", base_url=debug_stack.base_url, username="OMLUSER", password=password, is_default=True
+        name="Engine",
+        base_url=debug_stack.base_url,
+        username="OMLUSER",
+        password=password,
+        is_default=True,
+        teams=[team],
     )
     analyst, auditor = make_user("ana"), make_user("aud")
     admin = make_user("root", is_staff=True, is_superuser=True)
-    team = Team.objects.create(name="Risk")
     Membership.objects.create(user=analyst, team=team, role="analyst")
     Membership.objects.create(user=auditor, team=team, role="auditor")
     _, token = token_create(user=analyst, name="ci")

@@ -22,6 +22,9 @@ from jobs.services import connection_save, job_result_store
 from jobs.states import JobKind, JobState
 
 # --- The world: two teams, every role, one job of each kind -------------------------------------
+# The connection granted to "Pricing" only: its URL and user name must never reach anyone else.
+SECRET_PATH = "pricing-only-path"
+SECRET_USER = "PRICING_OML_USER"
 
 ROLES = ["anonymous", "analyst", "teammate", "outsider", "auditor", "admin"]
 JOBS = ["own", "teammates", "other_team"]
@@ -43,6 +46,8 @@ class World:
     jobs: dict
     tokens: dict
     connection: object
+    # Granted to the other team ("Pricing") only.
+    secret: object = None
 
 
 def _job(owner, team, conn) -> Job:
@@ -78,14 +83,23 @@ def world(make_user, settings) -> World:
     ]:
         Membership.objects.create(user=users[role], team=where, role=as_)
     # A refused port: routes that ask OML for its scripts fail fast and say so.
-    conn = connection_save(name="c", base_url="http://127.0.0.1:9", username="OMLUSER", password="pw", is_default=True)
+    conn = connection_save(
+        name="c", base_url="http://127.0.0.1:9", username="OMLUSER", password="pw", is_default=True, teams=[team, other]
+    )
+    secret = connection_save(
+        name="Pricing only",
+        base_url=f"http://127.0.0.1:9/{SECRET_PATH}",
+        username=SECRET_USER,
+        password="pw",
+        teams=[other],
+    )
     jobs = {
         "own": _job(users["analyst"], team, conn),
         "teammates": _job(users["teammate"], team, conn),
         "other_team": _job(users["outsider"], other, conn),
     }
     tokens = {role: token_create(user=user, name="matrix")[1] for role, user in users.items()}
-    return World(users=users, jobs=jobs, tokens=tokens, connection=conn)
+    return World(users=users, jobs=jobs, tokens=tokens, connection=conn, secret=secret)
 
 
 # --- The rules, route by route ------------------------------------------------------------------
@@ -326,6 +340,93 @@ def test_each_route_answers_each_role_as_the_rules_say(client, world, name):
                 for other in JOBS:
                     if other in SEES[role] and str(world.jobs[other].uuid).encode() not in body:
                         wrong.append(f"{role}: the listing misses job {other}")
+    assert wrong == [], "\n".join(wrong)
+
+
+# --- Connections: granted to teams ----------------------------------------------------------------
+# Who may see (list, read the scripts of) and use (submit to) the connection granted to "Pricing" only.
+SEES_SECRET = {"outsider", "admin"}
+USES_SECRET = {"outsider", "admin"}
+
+
+def _grant_rule(yes: int | set, no: int | set, who: set[str]):
+    return lambda role, job: LOGIN if role == "anonymous" else (yes if role in who else no)
+
+
+SECRET_JOB = {"kind": "do_eval", "script": "return_df"}
+# Every route that names a connection, asked about the "Pricing"-only one.
+CONNECTION_ROUTES: dict[str, Route] = {
+    "compose form": Route(_fixed("/jobs/new/"), _grant_rule(200, {200, 403}, SEES_SECRET), per_job=False),
+    "compose submit": Route(
+        lambda w, job: "/jobs/new/",
+        _grant_rule(302, 403, USES_SECRET),
+        method="POST",
+        per_job=False,
+        data={**SECRET_JOB, "connection": "secret"},
+    ),
+    "compose preview": Route(
+        lambda w, job: "/jobs/new/preview/",
+        _grant_rule(200, 200, USES_SECRET),
+        method="POST",
+        per_job=False,
+        data={**SECRET_JOB, "connection": "secret"},
+    ),
+    "script picker": Route(
+        lambda w, job: f"/jobs/new/scripts/?connection={w.secret.pk}", _grant_rule(200, 404, SEES_SECRET), per_job=False
+    ),
+    "history filter": Route(_fixed("/jobs/"), _grant_rule(200, 200, SEES_SECRET), per_job=False),
+    "analytics filter": Route(_fixed("/analytics/"), _grant_rule(200, 200, SEES_SECRET), per_job=False),
+    "api connections": Route(
+        _fixed("/api/v1/connections"), _grant_rule(200, 200, SEES_SECRET), api=True, per_job=False
+    ),
+    "api scripts": Route(
+        lambda w, job: f"/api/v1/connections/{w.secret.pk}/scripts",
+        _grant_rule(502, 404, SEES_SECRET),
+        api=True,
+        per_job=False,
+    ),
+    "api submit": Route(
+        _fixed("/api/v1/jobs"),
+        _grant_rule(201, 403, USES_SECRET),
+        method="POST",
+        api=True,
+        per_job=False,
+        data={**SECRET_JOB, "connection": "secret"},
+    ),
+}
+
+
+def _with_secret(world: World, route: Route) -> Route:
+    if route.data.get("connection") != "secret":
+        return route
+    return Route(
+        route.path,
+        route.expect,
+        route.method,
+        route.api,
+        per_job=False,
+        data={**route.data, "connection": world.secret.pk},
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CONNECTION_ROUTES))
+def test_a_connection_granted_to_another_team_is_neither_shown_nor_usable(client, world, name):
+    route = _with_secret(world, CONNECTION_ROUTES[name])
+    wrong = []
+    for role in ROLES:
+        client.logout()
+        before = Job.objects.count()
+        response = _request(client, world, route, role, None)
+        expected = route.expect(role, None)
+        if not _matches(response, expected, route.api):
+            wrong.append(f"{role}: got {response.status_code}, expected {expected}")
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        if role not in SEES_SECRET:
+            for secret in (SECRET_PATH, SECRET_USER, world.secret.name):
+                if secret.encode() in body:
+                    wrong.append(f"{role}: the answer shows {secret!r} of a connection not granted to their teams")
+        if role not in USES_SECRET and Job.objects.count() != before:
+            wrong.append(f"{role}: a job was made on a connection not granted to their teams")
     assert wrong == [], "\n".join(wrong)
 
 

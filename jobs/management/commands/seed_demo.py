@@ -62,6 +62,8 @@ class Command(BaseCommand):
             username=ENGINE_DEMO_USER,
             password=ENGINE_DEMO_PASSWORD,
             is_default=True,
+            # Connections are granted to teams: the demo team's analysts may use it.
+            teams=Team.objects.all(),
         )
         self.stdout.write(f"Seeded the default connection 'Embedded engine' at {url}.")
 
