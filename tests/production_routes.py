@@ -8,12 +8,18 @@ import json
 
 import django
 
+# Route prefixes of features that a setting switches on.
+SWITCHABLE = {"oidc/": "OIDC_ENABLED"}
+
 
 def routes() -> dict[str, list[str]]:
+    from django.conf import settings
     from django.contrib import admin
     from django.urls import URLPattern, URLResolver, get_resolver
 
     found: list[str] = []
+    # Routes of features switched off in this configuration answer 404 by design: they are not pages here.
+    switched_off = [prefix for prefix, setting in SWITCHABLE.items() if not getattr(settings, setting)]
 
     def walk(patterns, prefix: str) -> None:
         for pattern in patterns:
@@ -22,7 +28,7 @@ def routes() -> dict[str, list[str]]:
                 # The admin is crawled by its model registry below; of the JSON API, its docs page.
                 if pattern.namespace not in ("admin", "api"):
                     walk(pattern.url_patterns, prefix + regex)
-            elif isinstance(pattern, URLPattern):
+            elif isinstance(pattern, URLPattern) and not (prefix + regex).startswith(tuple(switched_off)):
                 found.append(prefix + regex)
 
     walk(get_resolver().url_patterns, "")
