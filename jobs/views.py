@@ -82,7 +82,8 @@ def history(request):
         "filtered": form.is_filtered(),
         "may_submit": can_submit(request.user),
     }
-    return render(request, "jobs/history.html", context)
+    # Filters that are not valid are named above the list (which then shows the unfiltered history).
+    return render(request, "jobs/history.html", context, status=400 if form.errors else 200)
 
 
 @login_required
@@ -107,7 +108,7 @@ def _compose(request, *, parent: Job | None, initial: dict, action_url: str):
     values = initial
     if request.method == "POST":
         try:
-            spec = parse_job_request(job_request_data(request.POST))
+            spec = parse_job_request(job_request_data(request.POST), form=True)
         except ValidationError as exc:
             errors = exc.message_dict
             values = form_values(request.POST)
@@ -213,12 +214,13 @@ def compose_preview(request):
     errors: dict[str, list[str]] = {}
     preview = None
     try:
-        spec = parse_job_request(job_request_data(request.POST))
+        spec = parse_job_request(job_request_data(request.POST), form=True)
     except ValidationError as exc:
         errors = exc.message_dict
     else:
         preview = request_preview(Job(**spec.model_fields()))
-    return render(request, "jobs/_preview.html", {"preview": preview, "errors": errors})
+    # 400 names what is wrong; the compose page's script swaps it in as it does the preview (compose.js).
+    return render(request, "jobs/_preview.html", {"preview": preview, "errors": errors}, status=400 if errors else 200)
 
 
 def request_preview(job: Job) -> dict:

@@ -204,7 +204,12 @@ ROUTES: dict[str, Route] = {
     "jobs:compose": Route(_fixed("/jobs/new/"), _submitter(), per_job=False),
     "jobs:compose_scripts": Route(_fixed("/jobs/new/scripts/?connection={conn}"), _signed_in(), per_job=False),
     "jobs:compose_preview": Route(
-        _fixed("/jobs/new/preview/"), _signed_in(), method="POST", per_job=False, data={"kind": "do_eval"}
+        # A complete request: an incomplete one answers 400 with what is missing.
+        _fixed("/jobs/new/preview/"),
+        _signed_in(),
+        method="POST",
+        per_job=False,
+        data={"kind": "do_eval", "script": "return_df"},
     ),
     # The user's own settings and the audit trail.
     "account": Route(_fixed("/account/"), _signed_in(), per_job=False),
