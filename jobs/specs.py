@@ -76,7 +76,12 @@ INTEGER_BOUNDS = {
 }
 BOOLEAN_FIELDS = ("parallelFlag", "asyncFlag", "graphicsFlag")
 TEXT_FIELDS = ("kind", "script", "script_owner", "input", "groupBy", "orderBy", "service", "envName")
-TEXT_LIMITS = {"input": MAX_INPUT_CHARS, "groupBy": MAX_COLUMNS_CHARS, "orderBy": MAX_COLUMNS_CHARS}
+TEXT_LIMITS = {
+    "input": MAX_INPUT_CHARS,
+    "groupBy": MAX_COLUMNS_CHARS,
+    "orderBy": MAX_COLUMNS_CHARS,
+    "envName": MAX_ENV_NAME_CHARS,
+}
 
 HELP = {
     "connection": "The OML service to run on; the default connection when empty.",
@@ -292,8 +297,8 @@ def _resolve_connection(value: Any, errors: _Errors) -> Connection | None:
 def parse_job_request(data: Mapping[str, Any], *, form: bool = False) -> JobSpec:
     """Validate a job request; raise ValidationError({field: [messages]}) naming every problem at once.
 
-    Messages of a field that names something that does not exist (the connection) carry the code
-    "not_found"; all others "invalid".
+    `form`: the values are the compose form's text (see the module's docstring). Messages of a field that
+    names something that does not exist (the connection) carry the code "not_found"; all others "invalid".
     """
     errors = _Errors()
     for name in sorted(set(data) - REQUEST_FIELDS):
@@ -332,7 +337,10 @@ def parse_job_request(data: Mapping[str, Any], *, form: bool = False) -> JobSpec
         if value and name not in errors and not COLUMN_LIST_RE.fullmatch(value):
             errors.add(name, "Comma-separated column names, e.g. SPECIES,PETAL_WIDTH.")
 
-    rows, times, parallel, timeout = (_integer(values, name, errors) for name in INTEGER_BOUNDS)
+    rows = _integer(values, "rows", errors)
+    times = _integer(values, "times", errors)
+    parallel = _integer(values, "parallel", errors)
+    timeout = _integer(values, "timeout", errors)
     parallel_flag = _boolean(values, "parallelFlag", errors)
     async_flag = _boolean(values, "asyncFlag", errors)
     async_flag = True if async_flag is None else async_flag
@@ -345,10 +353,6 @@ def parse_job_request(data: Mapping[str, Any], *, form: bool = False) -> JobSpec
         errors.add("service", f"Choose one of: {', '.join(ServiceLevel.values)}.")
     elif service in {ServiceLevel.TP, ServiceLevel.TPURGENT} and connection and connection.api_version == "v1":
         errors.add("service", f"{service} needs a v2 connection.")
-
-    env_name = texts["envName"] or ""
-    if len(env_name) > MAX_ENV_NAME_CHARS:
-        errors.add("envName", f"At most {MAX_ENV_NAME_CHARS} characters.")
 
     errors.raise_any()
     assert connection is not None
@@ -369,7 +373,7 @@ def parse_job_request(data: Mapping[str, Any], *, form: bool = False) -> JobSpec
         async_flag=async_flag,
         timeout=timeout,
         graphics_flag=graphics_flag,
-        env_name=env_name,
+        env_name=texts["envName"] or "",
     )
 
 
