@@ -244,8 +244,8 @@ jobs_router = Router(tags=["jobs"])
     "",
     response={201: JobOut, **refusals(400, 403, 404, 413)},
     summary="Submit a job",
-    description="Validated as the compose form is (jobs.specs). 404: the connection named does not exist. "
-    "413: the body is larger than the server takes.",
+    description="Checked by the same rules and limits as the compose form. 404: the connection named does not "
+    "exist. 413: the body is larger than the server takes.",
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -3,7 +3,8 @@
 The job request's JSON Schema (POST /api/v1/jobs) is drawn from jobs.specs so that the document and the
 validator cannot disagree: a request the schema admits is one parse_job_request accepts, except for what no
 schema can say (a connection that does not exist answers 404; parameters longer than MAX_PARAMETERS_CHARS
-as JSON text, or a TP service level on a v1 connection, answer 400), and a request it refuses is refused.
+as JSON text or nested deeper than MAX_PARAMETERS_DEPTH, or a TP service level on a v1 connection, answer
+400), and a request it refuses is refused.
 
 One branch per call kind and per mode: an asynchronous call may name a timeout, a synchronous one may not.
 `null` is the same as leaving a field out. Patterns are written so that ECMA-262 and Python read them alike.
@@ -158,12 +159,12 @@ def request_object(request: HttpRequest) -> dict[str, Any]:
         text = request.body.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError({"__all__": ["The request body must be JSON text in UTF-8."]}) from None
-    overflow = jsontext.nesting_overflow(text, specs.MAX_PARAMETERS_DEPTH + 1)
-    if overflow is not None:
-        message = str(jsontext.TooDeep(specs.MAX_PARAMETERS_DEPTH, overflow.key))
-        raise ValidationError({overflow.key or "__all__": [message]})
     try:
+        # The body's own object is the first level: the limit is that of its members.
         body = jsontext.loads(text, max_depth=specs.MAX_PARAMETERS_DEPTH + 1)
+    except jsontext.TooDeep as exc:
+        message = str(jsontext.TooDeep(specs.MAX_PARAMETERS_DEPTH, exc.key))
+        raise ValidationError({exc.key or "__all__": [message]}) from None
     except ValueError as exc:
         raise ValidationError({"__all__": [f"The request body is not valid JSON: {exc}."]}) from None
     if not isinstance(body, dict):
