@@ -10,26 +10,27 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, StreamingHttpResponse
-from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
+from ninja import NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
-from pydantic import field_validator
 
 from omlpy_dashboard.outage import DATABASE_ERRORS, database_unavailable
+from omlpy_dashboard.refusals import body_too_large_message
 
-from . import access, selectors, services
+from . import access, api_schema, selectors, services, specs
 from .api_docs import VendoredSwagger
+from .api_schema import JobFilters, refusals, request_object
 from .audit import audit_record
 from .models import Job
 from .oml.client import client_for
 from .oml.errors import OMLError
 
 # The largest id the database stores (64-bit); a bigger number is refused as invalid, not sent to the database.
-MAX_ID = 2**63 - 1
+MAX_ID = specs.MAX_ID
 
 
 # What a read-only token may still do.
@@ -61,7 +62,16 @@ class BearerToken(HttpBearer):
         return auth.user
 
 
-api = NinjaAPI(
+class JobsAPI(NinjaAPI):
+    """The API, whose document also carries the schemas the job request refers to (jobs.api_schema)."""
+
+    def get_openapi_schema(self, **kwargs: Any):
+        document = super().get_openapi_schema(**kwargs)
+        document["components"].setdefault("schemas", {}).update(api_schema.components())
+        return document
+
+
+api = JobsAPI(
     title="OMLPy Dashboard API",
     version="1",
     description="Submit and follow OML4Py Embedded Python Execution jobs. Authenticate with a personal API "
@@ -77,16 +87,31 @@ api = NinjaAPI(
 
 @api.exception_handler(DjangoValidationError)
 def _invalid(request, exc: DjangoValidationError):
-    errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
-    return api.create_response(request, {"detail": "The request is not valid.", "errors": errors}, status=400)
+    """400 with a message per field; 404 when all that is wrong is a reference to something that does not exist."""
+    if not hasattr(exc, "error_dict"):
+        return api.create_response(
+            request, {"detail": "The request is not valid.", "errors": {"__all__": exc.messages}}, status=400
+        )
+    missing = all(error.code == "not_found" for errors in exc.error_dict.values() for error in errors)
+    detail = " ".join(exc.messages) if missing else "The request is not valid."
+    return api.create_response(request, {"detail": detail, "errors": exc.message_dict}, status=404 if missing else 400)
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request, exc: RequestDataTooBig):
+    return api.create_response(request, {"detail": body_too_large_message()}, status=413)
 
 
 @api.exception_handler(NinjaValidationError)
 def _malformed(request, exc: NinjaValidationError):
     errors: dict[str, list[str]] = {}
+    # `filters` is the job list's query model, which ninja names for the members of a list; positions in a
+    # list are left out too, so that the message is under the parameter's own name.
+    skipped = ("body", "query", "path", "payload", "filters")
     for error in exc.errors:
-        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "payload")]
-        errors.setdefault(".".join(location) or "__all__", []).append(str(error.get("msg", "invalid value")))
+        location = [part for part in error.get("loc", ()) if isinstance(part, str) and part not in skipped]
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        errors.setdefault(".".join(location) or "__all__", []).append(message)
     return api.create_response(request, {"detail": "The request is not valid.", "errors": errors}, status=400)
 
 
@@ -113,26 +138,6 @@ for _database_error in DATABASE_ERRORS:
 
 
 # --- Schemas ------------------------------------------------------------------------------------
-
-
-class JobIn(Schema):
-    connection: int | str | None = Field(None, description="Connection id or name; the default when omitted.")
-    kind: str = Field(..., description="do_eval, table_apply, row_apply, group_apply or index_apply")
-    script: str
-    script_owner: str = ""
-    input: str | None = None
-    parameters: dict[str, Any] | str | None = Field(None, description="A JSON object (or JSON text of one).")
-    rows: int | None = None
-    groupBy: str | None = None
-    orderBy: str | None = None
-    times: int | None = None
-    parallelFlag: bool | None = None
-    parallel: int | None = None
-    service: str | None = None
-    asyncFlag: bool = True
-    timeout: int | None = None
-    graphicsFlag: bool = False
-    envName: str | None = None
 
 
 class TransitionOut(Schema):
@@ -256,50 +261,29 @@ def _job_out(job: Job, *, detail: bool = False) -> dict:
 jobs_router = Router(tags=["jobs"])
 
 
-@jobs_router.post("", response={201: JobOut}, summary="Submit a job")
-def create_job(request, payload: JobIn):
+@jobs_router.post(
+    "",
+    response={201: JobOut, **refusals(400, 403, 404, 413)},
+    summary="Submit a job",
+    description="Checked by the same rules and limits as the compose form. 404: the connection named does not "
+    "exist. 413: the body is larger than the server takes.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": api_schema.job_request_schema()}},
+        }
+    },
+)
+def create_job(request):
     refusal = access.submit_refusal(request.user)
     if refusal is not None:
         raise HttpError(403, refusal)
-    spec = services.parse_job_request(payload.dict(exclude_unset=True), user=request.user)
+    spec = services.parse_job_request(request_object(request), user=request.user)
     # The created instance already holds its owner and connection and has no parent: no need to read it back.
     return Status(201, _job_out(services.job_create(owner=request.user, spec=spec, request=request)))
 
 
-class JobFilters(Schema):
-    state: list[str] = Field(default_factory=list)
-    kind: list[str] = Field(default_factory=list)
-    script: str = ""
-    owner: str = ""
-    connection: int | None = Field(None, ge=1, le=MAX_ID)
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    q: str = Field("", description="A job id, an OML job id or the start of a script name.")
-    cursor: str | None = None
-    limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
-
-    @field_validator("state", "kind", "script", "owner", "q", "cursor")
-    @classmethod
-    def _no_nul(cls, value):
-        # PostgreSQL cannot compare text with a NUL character: refuse it here rather than fail in the query.
-        if any("\x00" in item for item in (value if isinstance(value, list) else [value or ""])):
-            raise ValueError("Must not contain NUL characters.")
-        return value
-
-    @field_validator("created_from", "created_to")
-    @classmethod
-    def _representable(cls, value: datetime | None):
-        # Sent to the database in UTC (PostgreSQL refuses offsets beyond 16 hours); a time at the very edge of
-        # the calendar may not exist there.
-        if value is None or value.tzinfo is None:
-            return value
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("Out of range.") from None
-
-
-@jobs_router.get("", response=JobPage, summary="List jobs, newest first (keyset pages)")
+@jobs_router.get("", response={200: JobPage, **refusals(400)}, summary="List jobs, newest first (keyset pages)")
 def list_jobs(request, filters: Query[JobFilters]):
     history = selectors.HistoryFilters(
         state=filters.state,
@@ -318,12 +302,30 @@ def list_jobs(request, filters: Query[JobFilters]):
     return {"items": [_job_out(job) for job in page.items], "next_cursor": page.next_cursor}
 
 
-@jobs_router.get("/{job_id}", response=JobOut, summary="One job with its transitions")
+@jobs_router.get("/{job_id}", response={200: JobOut, **refusals(400, 404)}, summary="One job with its transitions")
 def get_job(request, job_id: UUID):
     return _job_out(access.job_for_user(request.user, job_id), detail=True)
 
 
-@jobs_router.get("/{job_id}/result", summary="The result body exactly as OML sent it")
+@jobs_router.get(
+    "/{job_id}/result",
+    response=refusals(400, 404),
+    summary="The result body exactly as OML sent it",
+    openapi_extra={
+        "responses": {
+            "200": {
+                "description": "The body as received, with the content type OML gave it (JSON for OML's own).",
+                "headers": {
+                    "X-Result-SHA256": {
+                        "description": "SHA-256 of the body, in hexadecimal.",
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    }
+                },
+                "content": {"application/json": {"schema": {}}, "*/*": {"schema": {}}},
+            }
+        }
+    },
+)
 def get_result(request, job_id: UUID):
     job = access.job_for_user(request.user, job_id)
     result = getattr(job, "result", None) if hasattr(job, "result") else None
@@ -349,7 +351,11 @@ def _modifiable(request, job_id: UUID) -> Job:
     return job
 
 
-@jobs_router.post("/{job_id}/cancel", response=JobOut, summary="Cancel a job that has not ended")
+@jobs_router.post(
+    "/{job_id}/cancel",
+    response={200: JobOut, **refusals(400, 403, 404, 409)},
+    summary="Cancel a job that has not ended",
+)
 def cancel_job(request, job_id: UUID):
     job = _modifiable(request, job_id)
     if not services.job_cancel(job=job, actor=request.user, request=request):
@@ -357,7 +363,9 @@ def cancel_job(request, job_id: UUID):
     return _job_out(access.job_for_user(request.user, job_id))
 
 
-@jobs_router.post("/{job_id}/rerun", response={201: JobOut}, summary="Run the same request again")
+@jobs_router.post(
+    "/{job_id}/rerun", response={201: JobOut, **refusals(400, 403, 404)}, summary="Run the same request again"
+)
 def rerun_job(request, job_id: UUID):
     job = _modifiable(request, job_id)
     new = services.job_rerun(job=job, actor=request.user, request=request)
@@ -369,12 +377,18 @@ def rerun_job(request, job_id: UUID):
 connections_router = Router(tags=["connections"])
 
 
-@connections_router.get("", response=list[ConnectionOut], summary="The connections granted to your teams")
+@connections_router.get(
+    "", response={200: list[ConnectionOut], **refusals()}, summary="The connections granted to your teams"
+)
 def list_connections(request):
     return list(access.visible_connections(request.user))
 
 
-@connections_router.get("/{connection_id}/scripts", response=list[ScriptOut], summary="Scripts on that service")
+@connections_router.get(
+    "/{connection_id}/scripts",
+    response={200: list[ScriptOut], **refusals(400, 404, 502)},
+    summary="Scripts on that service",
+)
 def list_scripts(request, connection_id: int = Path(..., ge=1, le=MAX_ID)):
     connection = access.connection_for_user(request.user, connection_id)
     try:

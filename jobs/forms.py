@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from .access import visible_connections
@@ -32,21 +33,14 @@ CHECKBOX_FIELDS = ("parallelFlag", "graphicsFlag")
 
 
 def job_request_data(post) -> dict[str, Any]:
-    """The compose form's fields as parse_job_request takes them (unknown keys such as the CSRF token dropped).
+    """Every posted field but the CSRF token, as parse_job_request(form=True) takes them: a name the form does
+    not have is refused by the validator, as the API refuses it.
 
     Hidden fields are disabled in the browser and so absent; an unchecked box is absent too (not sent to
     OML), except asyncFlag, which the form always posts: a hidden "false" followed by the checkbox's "true".
     """
-    data: dict[str, Any] = {}
-    for name in REQUEST_FIELDS:
-        if name not in post:
-            continue
-        # QueryDict.get gives the last value: the checkbox's "true" wins over the hidden "false" before it.
-        value = post.get(name)
-        if isinstance(value, str) and not value.strip():
-            continue
-        data[name] = value
-    return data
+    # QueryDict.get gives the last value: the checkbox's "true" wins over the hidden "false" before it.
+    return {name: post.get(name) for name in post if name != "csrfmiddlewaretoken"}
 
 
 FIELD_LABELS = {
@@ -147,6 +141,13 @@ def initial_from_request(spec: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+# A day filter becomes a moment in the user's time zone, and "to" the start of the day after: at either end of the
+# calendar that moment does not exist (in UTC, or at all), so the first and the last day are refused.
+FIRST_DAY, LAST_DAY = date(1, 1, 2), date(9999, 12, 30)
+DAY_MESSAGE = f"Choose a day from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}."
+DAY_BOUNDS = [MinValueValidator(FIRST_DAY, DAY_MESSAGE), MaxValueValidator(LAST_DAY, DAY_MESSAGE)]
+
+
 class HistoryFilterForm(forms.Form):
     """The history page's filters, read from the query string. Dates are days in the user's time zone."""
 
@@ -158,8 +159,8 @@ class HistoryFilterForm(forms.Form):
     script = forms.CharField(required=False, max_length=128)
     owner = forms.CharField(required=False, max_length=150)
     connection = forms.ModelChoiceField(required=False, queryset=Connection.objects.all(), empty_label="Any")
-    created_from = forms.DateField(required=False, label="Created from")
-    created_to = forms.DateField(required=False, label="Created to")
+    created_from = forms.DateField(required=False, label="Created from", validators=DAY_BOUNDS)
+    created_to = forms.DateField(required=False, label="Created to", validators=DAY_BOUNDS)
     sort = forms.ChoiceField(required=False, choices=SORTS)
 
     def __init__(self, *args, user=None, **kwargs):

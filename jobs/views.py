@@ -92,7 +92,8 @@ def history(request):
         "filtered": form.is_filtered(),
         "may_submit": can_submit(request.user),
     }
-    return render(request, "jobs/history.html", context)
+    # Filters that are not valid are named above the list (which then shows the unfiltered history).
+    return render(request, "jobs/history.html", context, status=400 if form.errors else 200)
 
 
 @login_required
@@ -123,7 +124,7 @@ def _compose(request, *, parent: Job | None, initial: dict, action_url: str):
     if request.method == "POST":
         try:
             # A connection the user may not use raises ConnectionDenied: a 403 that does not describe it.
-            spec = parse_job_request(job_request_data(request.POST), user=request.user)
+            spec = parse_job_request(job_request_data(request.POST), form=True, user=request.user)
         except ValidationError as exc:
             errors = exc.message_dict
             values = form_values(request.POST)
@@ -238,14 +239,15 @@ def compose_preview(request):
     errors: dict[str, list[str]] = {}
     preview = None
     try:
-        spec = parse_job_request(job_request_data(request.POST), user=request.user)
+        spec = parse_job_request(job_request_data(request.POST), form=True, user=request.user)
     except ValidationError as exc:
         errors = exc.message_dict
     except ConnectionDenied as exc:
         errors = {"connection": [str(exc)]}
     else:
         preview = request_preview(Job(**spec.model_fields()))
-    return render(request, "jobs/_preview.html", {"preview": preview, "errors": errors})
+    # 400 names what is wrong; the compose page's script swaps it in as it does the preview (compose.js).
+    return render(request, "jobs/_preview.html", {"preview": preview, "errors": errors}, status=400 if errors else 200)
 
 
 def request_preview(job: Job) -> dict:

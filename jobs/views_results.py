@@ -9,6 +9,8 @@ from django.shortcuts import render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
+from omlpy_dashboard.refusals import refusal_page
+
 from . import analytics, results
 from .access import job_for_user
 from .audit import audit_record
@@ -22,13 +24,23 @@ ROWS_PER_PAGE = 200
 TREE_ENTRIES_PER_PAGE = 100
 GRAPHICS_PER_PAGE = 10
 RAW_PAGE_BYTES = 256 * 1024
+# Far beyond any stored result, and small enough that the offset it makes is a number islice takes.
+MAX_PAGE_NUMBER = 1_000_000
 
 
-def _page_number(request) -> int:
-    try:
-        return max(1, int(request.GET.get("page", "1")))
-    except ValueError:
+def _page_number(request) -> int | None:
+    """The page asked for: 1 when `page` is absent or not a whole number, None when it is past MAX_PAGE_NUMBER."""
+    text = request.GET.get("page", "1").strip()
+    if not (text.isascii() and text.isdigit()):
         return 1
+    # int() of thousands of digits is refused by Python itself; anything that long is out of range anyway.
+    if len(text) > len(str(MAX_PAGE_NUMBER)) or int(text) > MAX_PAGE_NUMBER:
+        return None
+    return max(1, int(text))
+
+
+def _page_refused(request):
+    return refusal_page(request, f"page: the page number must be from 1 to {MAX_PAGE_NUMBER}.")
 
 
 def _stored_result(job) -> JobResult | None:
@@ -49,6 +61,8 @@ def result_view(request, job_uuid):
         shape = results.shape_of(result)
         source = results.result_source(result)
         number = _page_number(request)
+        if number is None:
+            return _page_refused(request)
         context["shape"] = shape
         if shape == results.GRAPHICS:
             context["graphics"] = results.graphics_page(source, number, GRAPHICS_PER_PAGE)
@@ -69,7 +83,10 @@ def result_raw(request, job_uuid):
     result = _stored_result(job)
     if result is None:
         raise Http404("No result stored.")
-    raw = results.raw_page(results.result_source(result), _page_number(request), RAW_PAGE_BYTES)
+    number = _page_number(request)
+    if number is None:
+        return _page_refused(request)
+    raw = results.raw_page(results.result_source(result), number, RAW_PAGE_BYTES)
     _audit(request, job, "result_view", "raw")
     return render(request, "jobs/result_raw.html", {"job": job, "result": result, "raw": raw})
 
@@ -130,6 +147,7 @@ def _filtered_jobs(request):
 @require_GET
 def analytics_page(request):
     form, jobs = _filtered_jobs(request)
+    status = 400 if form.errors else 200
     outcome_days = analytics.outcomes(jobs)
     origin, bars = analytics.gantt(jobs)
     context = {
@@ -145,13 +163,16 @@ def analytics_page(request):
         "gantt_limit": analytics.GANTT_MAX_JOBS,
         "states": analytics.STATE_ORDER,
     }
-    return render(request, "analytics/index.html", context)
+    return render(request, "analytics/index.html", context, status=status)
 
 
 @login_required
 @require_GET
 def analytics_data(request, chart: str):
-    _, jobs = _filtered_jobs(request)
+    form, jobs = _filtered_jobs(request)
+    if form.errors:
+        errors = {name: list(messages) for name, messages in form.errors.items()}
+        return JsonResponse({"detail": "The filters are not valid.", "errors": errors}, status=400)
     if chart == "trend":
         data = analytics.trend_json(analytics.duration_trend(jobs))
     elif chart == "phases":

@@ -6,10 +6,10 @@ state changes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import jsonbody
 from .errors import bad_request
 
 KINDS = ("do-eval", "table-apply", "row-apply", "group-apply", "index-apply")
@@ -76,15 +76,7 @@ def parse_execution(kind: str, api_version: str, raw_body: bytes) -> Execution:
 
 
 def _json_object(raw_body: bytes) -> dict[str, Any]:
-    if not raw_body.strip():
-        return {}
-    try:
-        body = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.")
-    return body
+    return jsonbody.object_from(raw_body)
 
 
 def _parameters(body: dict[str, Any]) -> dict[str, Any]:
@@ -95,10 +87,7 @@ def _parameters(body: dict[str, Any]) -> dict[str, Any]:
         return {}
     if not isinstance(raw, str):
         raise bad_request(f'"{key}" must be a string holding a JSON object, e.g. "{{\\"num\\": 10}}".')
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise bad_request(f'"{key}" is not valid JSON: {exc}') from None
+    value = jsonbody.loads(raw, f'"{key}"')
     if not isinstance(value, dict):
         raise bad_request(f'"{key}" must hold a JSON object, not {type(value).__name__}.')
     return value

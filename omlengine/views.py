@@ -6,18 +6,18 @@ JSON views without CSRF or sessions: callers authenticate with the Bearer token 
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import auth, data, execution, faults, services
-from .errors import ENGINE_FAILURE, INVALID_REQUEST, JOB_NOT_FOUND, EngineError, bad_request
+from . import auth, data, execution, faults, jsonbody, services
+from .errors import ENGINE_FAILURE, INVALID_REQUEST, JOB_NOT_FOUND, EngineError
 from .models import EngineJob
 from .protocol import parse_execution
 from .selectors import script_for_call, scripts_visible
@@ -52,6 +52,8 @@ def endpoint(*methods: str) -> Callable[[View], View]:
                 response = view(request, auth.authenticate(request), *args, **kwargs)
             except EngineError as exc:
                 response = _error(exc)
+            except RequestDataTooBig:
+                response = _error(jsonbody.too_large())
             return faults.after(injected, response)
 
         return wrapper
@@ -65,12 +67,9 @@ def token(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _error(EngineError(405, INVALID_REQUEST, "Use POST."))
     try:
-        body = json.loads(request.body or b"{}")
-        if not isinstance(body, dict):
-            raise bad_request("The request body must be a JSON object.")
-        return JsonResponse(auth.grant(body))
-    except ValueError:
-        return _error(bad_request("The request body is not valid JSON."))
+        return JsonResponse(auth.grant(jsonbody.object_from(request.body)))
+    except RequestDataTooBig:
+        return _error(jsonbody.too_large())
     except EngineError as exc:
         return _error(exc)
 

@@ -23,6 +23,8 @@ urlpatterns = [
 
 # A database outage answers 503 with Retry-After, even when it breaks inside middleware (see outage.py).
 handler500 = "omlpy_dashboard.outage.server_error"
+# An oversized body answers 413 with the limit (see refusals.py).
+handler400 = "omlpy_dashboard.refusals.bad_request"
 
 if settings.OMLENGINE_ENABLED:
     # The embedded engine answers at OML's own paths (/omlusers/..., /oml/api/py-scripts/...).

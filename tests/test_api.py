@@ -74,7 +74,8 @@ def test_a_job_submitted_through_the_api_runs_and_its_result_is_the_body_as_rece
         ({"kind": "do_eval", "script": "return_df", "timeout": 10}, "timeout"),
         ({"kind": "nonsense", "script": "return_df"}, "kind"),
         ({"kind": "do_eval", "script": "drop table x;"}, "script"),
-        ({"kind": "do_eval", "script": "return_df", "connection": 999}, "connection"),
+        # A connection that does not exist answers 404 (tests/test_input_limits_api.py).
+        ({"kind": "do_eval", "script": "return_df", "connection": ""}, "connection"),
         ({"kind": "do_eval", "script": "return_df", "service": "ULTRA"}, "service"),
     ],
 )

@@ -218,7 +218,13 @@ ROUTES: dict[str, Route] = {
     "jobs:compose": Route(_fixed("/jobs/new/"), _submitter(), per_job=False),
     "jobs:compose_scripts": Route(_fixed("/jobs/new/scripts/?connection={conn}"), _signed_in(), per_job=False),
     "jobs:compose_preview": Route(
-        _fixed("/jobs/new/preview/"), _signed_in(), method="POST", per_job=False, data={"kind": "do_eval"}
+        # A complete request: an incomplete one answers 400 with what is missing, and so does one on a connection
+        # the user may not submit to (an auditor's), naming the connection field.
+        _fixed("/jobs/new/preview/"),
+        lambda role, job: LOGIN if role == "anonymous" else (400 if role == "auditor" else 200),
+        method="POST",
+        per_job=False,
+        data={"kind": "do_eval", "script": "return_df"},
     ),
     # The user's own settings and the audit trail.
     "account": Route(_fixed("/account/"), _signed_in(), per_job=False),
@@ -366,7 +372,7 @@ CONNECTION_ROUTES: dict[str, Route] = {
     ),
     "compose preview": Route(
         lambda w, job: "/jobs/new/preview/",
-        _grant_rule(200, 200, USES_SECRET),
+        _grant_rule(200, 400, USES_SECRET),
         method="POST",
         per_job=False,
         data={**SECRET_JOB, "connection": "secret"},
