@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format migrate seed venv browser caddy clean help
+.PHONY: run test lint format migrate seed venv browser caddy bubblewrap clean help
 
 help:
 	@echo "make run    start web, worker (+beat) and the engine worker on http://127.0.0.1:$(PORT)"
@@ -37,6 +37,12 @@ browser:
 	@test -x /usr/bin/chromium || { echo "Installing Chromium for the browser tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "Chromium is needed for the browser tests: apt-get install chromium"; exit 1; }; }
+
+# The embedded engine runs scripts inside bubblewrap (README "What the engine isolates"); its tests need it.
+bubblewrap:
+	@command -v bwrap >/dev/null || { echo "Installing bubblewrap for the embedded engine's sandbox"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null) \
+	  || { echo "bubblewrap is needed to isolate the engine's scripts: apt-get install bubblewrap"; exit 1; }; }
 
 # Caddy fronts gunicorn in the production smoke test (tests/test_production_smoke.py), as in docker-compose.yml.
 caddy:

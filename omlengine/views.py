@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import auth, data, execution, faults, services
+from . import auth, execution, faults, inputs, services
 from .errors import ENGINE_FAILURE, INVALID_REQUEST, JOB_NOT_FOUND, EngineError, bad_request
 from .models import EngineJob
 from .protocol import parse_execution
@@ -105,7 +105,7 @@ def execute(
     call = parse_execution(kind, version, request.body)
     found = script_for_call(user=user, name=script, owner=owner)
     if call.input:
-        data.check_read_only(call.input)
+        inputs.check_read_only(call.input)
     if call.async_flag:
         job = services.job_create(
             owner=user,
