@@ -15,6 +15,7 @@ ENGINE_FAILURE = 1101
 SANDBOX_UNAVAILABLE = 1102
 JOB_NOT_FOUND = 1200
 UNAUTHORIZED = 1401
+TOO_MANY_REQUESTS = 1429
 SERVICE_UNAVAILABLE = 1503
 
 
@@ -25,6 +26,7 @@ class EngineError(Exception):
     status: int
     code: int
     message: str
+    retry_after: int | None = None  # seconds, sent as Retry-After (429 answers)
 
     def __str__(self) -> str:
         return self.message

@@ -16,6 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from omlpy_dashboard.client_address import client_address
+
 from . import auth, execution, faults, inputs, services
 from .errors import ENGINE_FAILURE, INVALID_REQUEST, JOB_NOT_FOUND, EngineError, bad_request
 from .models import EngineJob
@@ -27,7 +29,10 @@ View = Callable[..., HttpResponse]
 
 
 def _error(exc: EngineError) -> JsonResponse:
-    return JsonResponse(exc.body(), status=exc.status)
+    response = JsonResponse(exc.body(), status=exc.status)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _result(text: str) -> HttpResponse:
@@ -68,7 +73,7 @@ def token(request: HttpRequest) -> HttpResponse:
         body = json.loads(request.body or b"{}")
         if not isinstance(body, dict):
             raise bad_request("The request body must be a JSON object.")
-        return JsonResponse(auth.grant(body))
+        return JsonResponse(auth.grant(body, client=client_address(request)))
     except ValueError:
         return _error(bad_request("The request body is not valid JSON."))
     except EngineError as exc:

@@ -1,6 +1,7 @@
 """The embedded engine isolates what it runs: no secrets, no network, no environment, no root; the input query
-inside the limits; a refusal when isolation cannot be set up. Real web servers, real sandboxes (the suite runs
-as root, so the drop to an unprivileged user is exercised too)."""
+inside the limits; a throttled token endpoint that does not say which users exist; a refusal when isolation
+cannot be set up. Real web servers, real sandboxes (the suite runs as root, so the drop to an unprivileged
+user is exercised too)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
+from requests.adapters import HTTPAdapter
 
+from omlengine import services, throttle
 from omlengine.models import EngineJob
 from tests.stack import Stack, wait_for
 from tests.test_engine_protocol import EngineClient, add_script, execution_processes
@@ -22,6 +27,9 @@ from tests.test_engine_protocol import EngineClient, add_script, execution_proce
 SANDBOX = {
     "OMLENGINE_WALL_SECONDS": "1",
     "OMLENGINE_MEMORY_MB": "200",
+    "OMLENGINE_TOKEN_THROTTLE_FAILURES": "3",
+    "OMLENGINE_TOKEN_THROTTLE_IP_FAILURES": "4",
+    "OMLENGINE_TOKEN_THROTTLE_SECONDS": "60",
 }
 ENDLESS_QUERY = "with recursive r(i) as (select 1 union all select i + 1 from r) select count(*) as N from r"
 ROWS, ROW_BYTES = 300_000, 1000
@@ -202,6 +210,97 @@ def test_delete_during_a_long_input_query_kills_its_process(live, tmp_path):
     # Its CPU limit (60 s) is far away: only the DELETE ends it this soon.
     wait_for(lambda: not (own_processes() & started), timeout=20, what="the query's process to be killed")
     assert engine.get(job_url).status_code == 500
+
+
+# --- the token endpoint ---------------------------------------------------------------------------
+class _From(HTTPAdapter):
+    """Connects from a chosen loopback address, as another client would appear to the engine."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _grant_from(address: str, base_url: str, username: str, password: str) -> requests.Response:
+    with requests.Session() as session:
+        session.mount("http://", _From(address))
+        body = {"grant_type": "password", "username": username, "password": password}
+        return session.post(f"{base_url}/omlusers/api/oauth2/v1/token", json=body, timeout=30)
+
+
+@pytest.fixture
+def forget_failures():
+    """Failures and locks live in the shared cache: clear those a test made, whatever it asserted."""
+    scopes: list[tuple[str | None, str | None]] = []
+    yield scopes.append
+    for username, address in scopes:
+        throttle.reset(username=username, ip=address)
+
+
+def test_failed_grants_for_one_user_name_lock_it_with_429_and_retry_after_from_any_address(
+    engine, sandbox_stack, forget_failures
+):
+    first, second = "127.0.0.81", "127.0.0.82"
+    for scope in (("OMLUSER", first), (None, second)):
+        forget_failures(scope)
+    for _ in range(3):
+        assert _grant_from(first, sandbox_stack.base_url, "OMLUSER", "wrong").status_code == 401
+    locked = _grant_from(first, sandbox_stack.base_url, "OMLUSER", "omluser")
+    assert locked.status_code == 429
+    assert 1 <= int(locked.headers["Retry-After"]) <= 60
+    body = locked.json()
+    assert body["errorCode"] == 1429
+    assert "Too many failed sign-in attempts" in body["errorMessage"]
+    assert _grant_from(second, sandbox_stack.base_url, "OMLUSER", "omluser").status_code == 429
+
+
+def test_one_address_guessing_many_user_names_is_locked_and_others_are_not(engine, sandbox_stack, forget_failures):
+    guesser, bystander = "127.0.0.83", "127.0.0.84"
+    names = [f"GHOST{n}" for n in range(4)]
+    for scope in [(name, None) for name in names] + [("OMLUSER", guesser), (None, bystander)]:
+        forget_failures(scope)
+    answers = [_grant_from(guesser, sandbox_stack.base_url, name, "wrong") for name in names]
+    assert [answer.status_code for answer in answers] == [401] * 4
+    assert _grant_from(guesser, sandbox_stack.base_url, "OMLUSER", "omluser").status_code == 429
+    assert _grant_from(bystander, sandbox_stack.base_url, "OMLUSER", "omluser").status_code == 200
+
+
+class CountingHasher(PBKDF2PasswordHasher):
+    """PBKDF2 as Django does it (fewer rounds, for speed), counting the password checks it performs."""
+
+    algorithm = "counting_pbkdf2"
+    iterations = 1000
+    checks = 0
+
+    def verify(self, password: str, encoded: str) -> bool:
+        type(self).checks += 1
+        return super().verify(password, encoded)
+
+
+def test_an_unknown_user_name_costs_the_same_password_check_as_a_wrong_password(
+    transactional_db, live_server, settings, forget_failures
+):
+    settings.PASSWORD_HASHERS = ["tests.test_engine_sandbox.CountingHasher"]
+    services.user_ensure(username="KNOWN", password="the-right-one")
+    for scope in (("KNOWN", "127.0.0.1"), ("NEVER_SEEN", None)):
+        forget_failures(scope)
+    url = f"{live_server.url}/omlusers/api/oauth2/v1/token"
+
+    def checks_for(username: str) -> tuple[int, requests.Response]:
+        before = CountingHasher.checks
+        body = {"grant_type": "password", "username": username, "password": "a-guess"}
+        answer = requests.post(url, json=body, timeout=30)
+        return CountingHasher.checks - before, answer
+
+    known_checks, known = checks_for("KNOWN")
+    unknown_checks, unknown = checks_for("NEVER_SEEN")
+    assert (known.status_code, unknown.status_code) == (401, 401)
+    assert known.json() == unknown.json()
+    assert (known_checks, unknown_checks) == (1, 1)
 
 
 # --- when isolation cannot be set up ---------------------------------------------------------------
