@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format migrate seed venv browser caddy clean help
+.PHONY: run test lint format migrate seed venv browser caddy bubblewrap clean help
 
 help:
 	@echo "make run    start web, worker (+beat) and the engine worker on http://127.0.0.1:$(PORT)"
@@ -24,6 +24,7 @@ $(VENV)/.installed: requirements.txt requirements-engine.txt requirements-dev.tx
 # Local runs are development runs: DEBUG on, demo accounts seeded, embedded engine on.
 run: export DEBUG ?= true
 run: venv
+	@$(MAKE) --no-print-directory bubblewrap || echo "  Without bubblewrap the embedded engine refuses to run scripts (OMLENGINE_SANDBOX=off runs them unisolated)."
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	@echo ""
@@ -38,6 +39,12 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "Chromium is needed for the browser tests: apt-get install chromium"; exit 1; }; }
 
+# The embedded engine runs scripts inside bubblewrap (README "What the engine isolates"); its tests need it.
+bubblewrap:
+	@command -v bwrap >/dev/null || { echo "Installing bubblewrap for the embedded engine's sandbox"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null) \
+	  || { echo "bubblewrap is needed to isolate the engine's scripts: apt-get install bubblewrap"; exit 1; }; }
+
 # Caddy fronts gunicorn in the production smoke test (tests/test_production_smoke.py), as in docker-compose.yml.
 caddy:
 	@command -v caddy >/dev/null || { echo "Installing Caddy for the production smoke test"; \
@@ -46,7 +53,7 @@ caddy:
 	@# The package starts a system-wide Caddy where an init system runs; the tests start their own.
 	@(command -v systemctl >/dev/null && systemctl is-active --quiet caddy && systemctl disable --now caddy) >/dev/null 2>&1 || true
 
-test: venv browser caddy
+test: venv browser caddy bubblewrap
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -3,6 +3,10 @@
 Tokens are JWTs signed with HS256 under a key derived from SECRET_KEY, so any web process can check them
 without a database write. `orig_iat` carries the moment the password was given: refreshes keep it, and a
 refresh is refused once OMLENGINE_REFRESH_WINDOW has passed since then.
+
+Grants are throttled per user name and per client address (omlengine.throttle). An unknown user name costs
+the same password hash as a known one (a dummy hash is checked), so the answer's timing does not say which
+users exist.
 """
 
 from __future__ import annotations
@@ -15,25 +19,46 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.hashers import check_password
+from django.contrib.auth.hashers import check_password, get_hasher, make_password
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 
-from .errors import bad_request, unauthorized
+from . import throttle
+from .errors import TOO_MANY_REQUESTS, EngineError, bad_request, unauthorized
 from .models import EngineUser
 
 _HEADER = {"alg": "HS256", "typ": "JWT"}
 _KEY_SALT = "omlengine.auth.token"
+_dummy_hashes: dict[str, str] = {}
 
 
-def grant(body: dict[str, Any]) -> dict[str, Any]:
-    """Answer the token response for a password grant or a refresh grant (`refresh_token` or `token`)."""
+def grant(body: dict[str, Any], client: str | None = None) -> dict[str, Any]:
+    """Answer the token response for a password grant or a refresh grant (`refresh_token` or `token`).
+
+    `client` is the caller's address; a locked user name or address gets 429 before anything is checked.
+    """
     grant_type = body.get("grant_type")
-    if grant_type == "password":
-        return _password_grant(body.get("username"), body.get("password"))
-    if grant_type == "refresh_token":
-        return _refresh_grant(body.get("refresh_token") or body.get("token"))
-    raise bad_request('"grant_type" must be "password" or "refresh_token".')
+    if grant_type not in ("password", "refresh_token"):
+        raise bad_request('"grant_type" must be "password" or "refresh_token".')
+    username = body.get("username") if grant_type == "password" else None
+    username = username.upper() if isinstance(username, str) else None
+    wait = throttle.retry_after(username, client)
+    if wait is not None:
+        raise EngineError(
+            429, TOO_MANY_REQUESTS, f"Too many failed sign-in attempts; try again in {wait} s.", retry_after=wait
+        )
+    try:
+        if grant_type == "password":
+            answer = _password_grant(body.get("username"), body.get("password"))
+        else:
+            answer = _refresh_grant(body.get("refresh_token") or body.get("token"))
+    except EngineError as exc:
+        if exc.status == 401:
+            throttle.register_failure(username, client)
+        raise
+    if username:
+        throttle.register_success(username)
+    return answer
 
 
 def authenticate(request: HttpRequest) -> str:
@@ -51,9 +76,19 @@ def _password_grant(username: object, password: object) -> dict[str, Any]:
     if not isinstance(username, str) or not isinstance(password, str):
         raise bad_request('A password grant needs "username" and "password".')
     user = EngineUser.objects.filter(username=username.upper()).first()
-    if user is None or not check_password(password, user.password):
+    # Without a user, a dummy hash is checked: the same work, so the same time, as a wrong password.
+    matches = check_password(password, user.password if user else _dummy_hash())
+    if user is None or not matches:
         raise unauthorized("Invalid user name or password.")
     return _issue(user.username, chain_started=int(time.time()))
+
+
+def _dummy_hash() -> str:
+    """A hash of a random password by the default hasher, made once per hasher (settings may change it)."""
+    algorithm = get_hasher().algorithm
+    if algorithm not in _dummy_hashes:
+        _dummy_hashes[algorithm] = make_password(secrets.token_urlsafe(16))
+    return _dummy_hashes[algorithm]
 
 
 def _refresh_grant(token: object) -> dict[str, Any]:

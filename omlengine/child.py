@@ -1,35 +1,56 @@
-"""The entry point of an execution's process: apply the resource limits, run the task, send back one message.
+"""An execution's own process: read the task, apply the limits, run the input query and the script, answer.
 
-Kept free of heavy imports because the parent imports it to name the target; the fork server has already
-imported `omlengine.sandbox`, so the import below costs nothing in the child.
+Forked by the fork server (omlengine.zygote) with pandas already imported. Everything after the limits are set
+runs under them, the input query included: a query that never ends or returns more rows than fit is stopped
+like a script. One frame goes back (RESULT or ERROR, see omlengine.wire); a limit may kill the process first,
+and the fork server then reports how it ended.
 """
 
 from __future__ import annotations
 
+import json
 import resource
-from multiprocessing.connection import Connection
+import socket
 from typing import Any
 
+from . import inputs, sandbox, wire
 from .errors import ENGINE_FAILURE, LIMIT_EXCEEDED, EngineError
 
 MB = 1024 * 1024
+TASK_LIMIT = 64 * MB
 
 
-def run_task(conn: Connection, task: dict[str, Any], cpu_seconds: int, memory_mb: int) -> None:
-    """Send ("ok", json_text) or ("error", status, code, message); a limit breach may kill us before we can."""
-    _limit(cpu_seconds, memory_mb)
+def serve(sock: socket.socket) -> None:
+    """Run the one task that arrives on `sock` and send back its outcome."""
+    kind, payload = wire.receive(sock, TASK_LIMIT)
+    if kind != wire.TASK:
+        return
+    task: dict[str, Any] = json.loads(payload)
+    del payload
+    memory_mb = task["limits"]["memory_mb"]
+    _limit(task["limits"]["cpu_seconds"], memory_mb)
     try:
-        from . import sandbox
-
-        conn.send(("ok", sandbox.execute(task)))
+        text = _run(task)
     except EngineError as exc:
-        conn.send(("error", exc.status, exc.code, exc.message))
+        _error(sock, exc.status, exc.code, exc.message)
     except MemoryError:
-        conn.send(("error", 500, LIMIT_EXCEEDED, f"The script exceeded its memory limit of {memory_mb} MB."))
+        _error(sock, 500, LIMIT_EXCEEDED, f"The script exceeded its memory limit of {memory_mb} MB.")
     except Exception as exc:  # anything else is the engine's fault, reported rather than lost with the process
-        conn.send(("error", 500, ENGINE_FAILURE, f"The engine failed to run the script: {exc!r}"))
-    finally:
-        conn.close()
+        _error(sock, 500, ENGINE_FAILURE, f"The engine failed to run the script: {exc!r}")
+    else:
+        wire.send(sock, wire.RESULT, text.encode())
+
+
+def _run(task: dict[str, Any]) -> str:
+    query = task["execution"]["input"]
+    if query:
+        columns, rows = inputs.read(query, task["data_db"])
+        task["data"] = {"columns": columns, "rows": rows}
+    return sandbox.execute(task)
+
+
+def _error(sock: socket.socket, status: int, code: int, message: str) -> None:
+    wire.send(sock, wire.ERROR, json.dumps([status, code, message]).encode())
 
 
 def _limit(cpu_seconds: int, memory_mb: int) -> None:

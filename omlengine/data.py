@@ -1,54 +1,19 @@
-"""The engine's data database: the sample tables `input` queries read, and the read-only query itself.
+"""The engine's data database: the sample tables `input` queries read (see omlengine.inputs for the query).
 
-Queries open the SQLite file read-only (`mode=ro`) and run under an authorizer that allows reading only, so a
-statement that writes is refused twice over and changes nothing.
+The file holds public sample data and is the one file of VAR_DIR an execution's sandbox can see (read-only),
+so it is readable by the sandbox's unprivileged user.
 """
 
 from __future__ import annotations
 
 import csv
-import re
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 
-from .errors import INVALID_INPUT_QUERY, bad_request
-
 DATA_DIR = Path(__file__).resolve().parent / "data"
-
-_READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-_LEADING_COMMENTS = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*", re.DOTALL)
-
-
-def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run a read-only query; answer its upper-case column names (as Oracle names unquoted columns) and rows."""
-    check_read_only(sql)
-    connection = sqlite3.connect(f"file:{settings.OMLENGINE_DATA_DB}?mode=ro", uri=True, timeout=10)
-    connection.set_authorizer(_authorize)
-    try:
-        cursor = connection.execute(sql)
-        columns = [description[0].upper() for description in cursor.description or ()]
-        return columns, cursor.fetchall()
-    except (sqlite3.Error, sqlite3.Warning) as exc:
-        raise bad_request(f"The input query failed: {exc}", INVALID_INPUT_QUERY) from None
-    finally:
-        connection.close()
-
-
-def check_read_only(sql: str) -> None:
-    """Refuse anything but a SELECT (or WITH ... SELECT) before it reaches the database."""
-    words = _LEADING_COMMENTS.sub("", sql).split(None, 1)
-    if not words or words[0].upper() not in ("SELECT", "WITH"):
-        raise bad_request(
-            "The input must be a query (SELECT or WITH); statements that change data are not allowed.",
-            INVALID_INPUT_QUERY,
-        )
-
-
-def _authorize(action: int, *_args: object) -> int:
-    return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
+READABLE_BY_ALL = 0o644
 
 
 def seed() -> list[str]:
@@ -67,6 +32,7 @@ def seed() -> list[str]:
                 loaded.append(csv_path.stem.upper())
     finally:
         connection.close()
+    path.chmod(READABLE_BY_ALL)
     return loaded
 
 

@@ -12,8 +12,10 @@ SCRIPT_ERROR = 1010
 OUTPUT_TOO_LONG = 1024
 LIMIT_EXCEEDED = 1100
 ENGINE_FAILURE = 1101
+SANDBOX_UNAVAILABLE = 1102
 JOB_NOT_FOUND = 1200
 UNAUTHORIZED = 1401
+TOO_MANY_REQUESTS = 1429
 SERVICE_UNAVAILABLE = 1503
 
 
@@ -24,6 +26,7 @@ class EngineError(Exception):
     status: int
     code: int
     message: str
+    retry_after: int | None = None  # seconds, sent as Retry-After (429 answers)
 
     def __str__(self) -> str:
         return self.message

@@ -22,6 +22,9 @@ from typing import Any
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Arrow's own allocator (behind pandas' strings) reserves a gigabyte of address space on its first allocation,
+# which the memory limit (RLIMIT_AS) counts; the C library's allocator takes only what is used.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 import matplotlib  # noqa: E402
 
@@ -31,6 +34,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .errors import OUTPUT_TOO_LONG, SCRIPT_ERROR, EngineError, bad_request  # noqa: E402
+
+# Arrow picks its allocator on first use: here, while the variable above is set (the fork server then empties
+# the environment), and before any execution's limits.
+pd.Series(["preloaded"])
 
 OUTPUT_LIMIT = 5000
 

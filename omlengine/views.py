@@ -16,7 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import auth, data, execution, faults, jsonbody, services
+from omlpy_dashboard.client_address import client_address
+
+from . import auth, execution, faults, inputs, jsonbody, services
 from .errors import ENGINE_FAILURE, INVALID_REQUEST, JOB_NOT_FOUND, EngineError
 from .models import EngineJob
 from .protocol import parse_execution
@@ -27,7 +29,10 @@ View = Callable[..., HttpResponse]
 
 
 def _error(exc: EngineError) -> JsonResponse:
-    return JsonResponse(exc.body(), status=exc.status)
+    response = JsonResponse(exc.body(), status=exc.status)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _result(text: str) -> HttpResponse:
@@ -67,7 +72,7 @@ def token(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _error(EngineError(405, INVALID_REQUEST, "Use POST."))
     try:
-        return JsonResponse(auth.grant(jsonbody.object_from(request.body)))
+        return JsonResponse(auth.grant(jsonbody.object_from(request.body), client=client_address(request)))
     except RequestDataTooBig:
         return _error(jsonbody.too_large())
     except EngineError as exc:
@@ -104,7 +109,7 @@ def execute(
     call = parse_execution(kind, version, request.body)
     found = script_for_call(user=user, name=script, owner=owner)
     if call.input:
-        data.check_read_only(call.input)
+        inputs.check_read_only(call.input)
     if call.async_flag:
         job = services.job_create(
             owner=user,

@@ -429,6 +429,20 @@ OMLENGINE_RESULT_RETENTION_DAYS = env.int("OMLENGINE_RESULT_RETENTION_DAYS", def
 # Fault injection for tests and benchmarks only, e.g. "500=0.1,503=0.1,delay=0.05,malformed=0.05".
 OMLENGINE_FAULTS = env.str("OMLENGINE_FAULTS", default="")
 OMLENGINE_TIMER_SCRIPTS = env.bool("OMLENGINE_TIMER_SCRIPTS", default=DEBUG)
+# Scripts and their input queries run inside bubblewrap (no network, no environment, no VAR_DIR, as
+# OMLENGINE_SANDBOX_USER when the engine runs as root); "off" runs them unisolated and says so at start.
+OMLENGINE_SANDBOX = env.str("OMLENGINE_SANDBOX", default="on").lower()
+if OMLENGINE_SANDBOX not in {"on", "off"}:
+    raise ImproperlyConfigured("OMLENGINE_SANDBOX must be on or off.")
+OMLENGINE_BWRAP = env.str("OMLENGINE_BWRAP", default="bwrap")
+OMLENGINE_SANDBOX_USER = env.str("OMLENGINE_SANDBOX_USER", default="nobody")
+# Token endpoint throttling: this many failed grants within OMLENGINE_TOKEN_THROTTLE_SECONDS lock a user name
+# (or, with the higher limit, a client address) for OMLENGINE_TOKEN_THROTTLE_SECONDS.
+OMLENGINE_TOKEN_THROTTLE_FAILURES = env.int("OMLENGINE_TOKEN_THROTTLE_FAILURES", default=5)
+OMLENGINE_TOKEN_THROTTLE_IP_FAILURES = env.int("OMLENGINE_TOKEN_THROTTLE_IP_FAILURES", default=30)
+OMLENGINE_TOKEN_THROTTLE_SECONDS = env.int("OMLENGINE_TOKEN_THROTTLE_SECONDS", default=15 * 60)
+if min(OMLENGINE_TOKEN_THROTTLE_FAILURES, OMLENGINE_TOKEN_THROTTLE_IP_FAILURES, OMLENGINE_TOKEN_THROTTLE_SECONDS) < 1:
+    raise ImproperlyConfigured("The OMLENGINE_TOKEN_THROTTLE_* settings must be positive.")
 
 # --- Demo data ----------------------------------------------------------------------------------
 DEFAULT_CONNECTION_URL = env.str("DEFAULT_CONNECTION_URL", default="")

@@ -86,11 +86,22 @@ def iris_rows() -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def execution_processes(stack) -> list[psutil.Process]:
-    """The processes the engine worker's fork server has started, i.e. the executions now running."""
-    worker = psutil.Process(stack.procs["engine"].pid)
-    servers = [p for p in worker.children() if "forkserver" in " ".join(p.cmdline())]
-    return [child for server in servers for child in server.children()]
+def execution_processes(stack, process: str = "engine") -> list[psutil.Process]:
+    """The processes the fork server of one of the stack's processes has started: the executions now running.
+
+    The fork server (python -m omlengine.zygote, inside bubblewrap) and the executions it forks share its
+    command line; an execution is such a process whose parent is one too.
+    """
+    found = []
+    for candidate in psutil.Process(stack.procs[process].pid).children(recursive=True):
+        try:
+            argv = candidate.cmdline()
+            if "omlengine.zygote" in argv and "bwrap" not in Path(argv[0]).name:
+                found.append((candidate, candidate.ppid()))
+        except psutil.NoSuchProcess:
+            continue
+    servers = {candidate.pid for candidate, _ in found}
+    return [candidate for candidate, parent in found if parent in servers]
 
 
 # --- the seed's exchange --------------------------------------------------------------------------

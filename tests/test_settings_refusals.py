@@ -47,6 +47,8 @@ def test_a_production_start_with_good_secrets_passes_the_checks():
         ({"BEHIND_TLS_PROXY": "true", "TRUSTED_PROXIES": ""}, "TRUSTED_PROXIES"),
         ({"TRUSTED_PROXIES": "10.0.0.0/33"}, "10.0.0.0/33"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"OMLENGINE_SANDBOX": "maybe"}, "OMLENGINE_SANDBOX must be on or off"),
+        ({"OMLENGINE_TOKEN_THROTTLE_SECONDS": "0"}, "The OMLENGINE_TOKEN_THROTTLE_* settings must be positive"),
         ({"CELERY_TASK_SOFT_TIME_LIMIT": "400"}, "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT"),
         ({"API_TOKEN_DEFAULT_DAYS": "400"}, "API_TOKEN_DEFAULT_DAYS must be between 1 and API_TOKEN_MAX_DAYS"),
         ({"API_TOKEN_MAX_DAYS": "0"}, "API_TOKEN_MAX_DAYS must be between 1 and 3650 days"),
