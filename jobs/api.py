@@ -27,6 +27,7 @@ from .audit import audit_record
 from .models import Connection, Job
 from .oml.client import client_for
 from .oml.errors import OMLError
+from .pins import PinError, job_pin, job_unpin, pin_of
 
 # The largest id the database stores (64-bit); a bigger number is refused as invalid, not sent to the database.
 MAX_ID = 2**63 - 1
@@ -141,6 +142,16 @@ class ConnectionOut(Schema):
     is_default: bool
 
 
+class PinOut(Schema):
+    pinned_by: str
+    pinned_at: datetime
+    reason: str
+
+
+class PinIn(Schema):
+    reason: str = Field(..., min_length=1, max_length=500, description="Why the job is kept (e.g. a legal hold).")
+
+
 class JobOut(Schema):
     id: UUID
     state: str
@@ -166,6 +177,8 @@ class JobOut(Schema):
     finished_at: datetime | None
     next_poll_at: datetime | None
     durations: dict[str, float | None]
+    result_purged_at: datetime | None = None
+    pin: PinOut | None = None
     result: ResultInfo | None = None
     transitions: list[TransitionOut] | None = None
 
@@ -211,8 +224,13 @@ def _job_out(job: Job, *, detail: bool = False) -> dict:
         "finished_at": job.finished_at,
         "next_poll_at": job.next_poll_at,
         "durations": durations,
+        "result_purged_at": job.result_purged_at,
     }
     if detail:
+        pin = pin_of(job)
+        data["pin"] = (
+            {"pinned_by": pin.pinned_by_username, "pinned_at": pin.pinned_at, "reason": pin.reason} if pin else None
+        )
         result = getattr(job, "result", None) if hasattr(job, "result") else None
         data["result"] = (
             {
@@ -252,6 +270,7 @@ class JobFilters(Schema):
     created_from: datetime | None = None
     created_to: datetime | None = None
     q: str = Field("", description="A job id, an OML job id or the start of a script name.")
+    pinned: bool = Field(False, description="Only pinned jobs.")
     cursor: str | None = None
     limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
 
@@ -287,6 +306,7 @@ def list_jobs(request, filters: Query[JobFilters]):
         created_from=filters.created_from,
         created_to=filters.created_to,
         search=filters.q,
+        pinned=filters.pinned,
     )
     try:
         page = selectors.job_history(request.user, history, cursor=filters.cursor, limit=filters.limit)
@@ -304,6 +324,8 @@ def get_job(request, job_id: UUID):
 def get_result(request, job_id: UUID):
     job = access.job_for_user(request.user, job_id)
     result = getattr(job, "result", None) if hasattr(job, "result") else None
+    if result is None and job.result_purged_at:
+        raise HttpError(410, "This job's result was removed by retention; the job's record is kept.")
     if result is None:
         raise HttpError(404, f"This job has no result (state: {job.state}).")
     audit_record(
@@ -339,6 +361,33 @@ def rerun_job(request, job_id: UUID):
     job = _modifiable(request, job_id)
     new = services.job_rerun(job=job, actor=request.user, request=request)
     return Status(201, _job_out(Job.objects.select_related("owner", "connection", "parent").get(pk=new.pk)))
+
+
+def _pinnable(request, job_id: UUID) -> Job:
+    job = access.job_for_user(request.user, job_id)
+    if not access.can_pin(request.user, job):
+        raise HttpError(403, "Only the job's owner, its team's auditors and administrators may pin it.")
+    return job
+
+
+@jobs_router.post("/{job_id}/pin", response={201: JobOut}, summary="Pin a job: retention keeps it and its result")
+def pin_job(request, job_id: UUID, payload: PinIn):
+    job = _pinnable(request, job_id)
+    try:
+        job_pin(job=job, actor=request.user, reason=payload.reason, request=request)
+    except PinError as exc:
+        raise HttpError(409 if "already" in str(exc) or "no longer" in str(exc) else 400, str(exc)) from None
+    return Status(201, _job_out(access.job_for_user(request.user, job_id), detail=True))
+
+
+@jobs_router.delete("/{job_id}/pin", response=JobOut, summary="Unpin a job: retention applies to it again")
+def unpin_job(request, job_id: UUID):
+    job = _pinnable(request, job_id)
+    try:
+        job_unpin(job=job, actor=request.user, request=request)
+    except PinError as exc:
+        raise HttpError(409, str(exc)) from None
+    return _job_out(access.job_for_user(request.user, job_id), detail=True)
 
 
 # --- Connections --------------------------------------------------------------------------------

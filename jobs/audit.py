@@ -57,6 +57,9 @@ class AuditAction:
     USER_CREATED = "user_created"
     USER_CHANGED = "user_changed"
     TIMEZONE_CHANGED = "timezone_changed"
+    PIN = "pin"
+    UNPIN = "unpin"
+    RETENTION_CHANGED = "retention_changed"
 
     @classmethod
     def all(cls) -> list[str]:

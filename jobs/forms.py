@@ -160,6 +160,7 @@ class HistoryFilterForm(forms.Form):
     created_from = forms.DateField(required=False, label="Created from")
     created_to = forms.DateField(required=False, label="Created to")
     sort = forms.ChoiceField(required=False, choices=SORTS)
+    pinned = forms.BooleanField(required=False, label="Pinned only")
 
     def filters(self) -> HistoryFilters:
         data = self.cleaned_data if self.is_valid() else {}
@@ -172,6 +173,7 @@ class HistoryFilterForm(forms.Form):
             created_from=_start_of_day(data.get("created_from")),
             created_to=_start_of_day(data["created_to"] + timedelta(days=1)) if data.get("created_to") else None,
             search=(data.get("q") or "").strip(),
+            pinned=bool(data.get("pinned")),
         )
 
     def chips(self, name: str) -> list[tuple[str, str, bool]]:

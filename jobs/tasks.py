@@ -4,6 +4,7 @@ from celery import shared_task
 from django.core.cache import cache
 from django.utils import timezone
 
+from metrics import recorder
 from omlpy_dashboard import health
 
 from . import lifecycle
@@ -23,8 +24,9 @@ def submit_job(job_id: int) -> None:
 @shared_task(name="jobs.tasks.poll_sweep")
 def poll_sweep() -> int:
     swept = lifecycle.sweep()
-    # Workers' and beat's probes, and /healthz, read how long ago a sweep last ran to its end.
+    # Workers' and beat's probes, /healthz and /metrics read how long ago a sweep last ran to its end.
     health.sweep_completed()
+    recorder.inc("omlpy_sweeps_total")
     return swept
 
 
@@ -41,3 +43,13 @@ def cancel_job(job_id: int, actor: str) -> None:
 @shared_task(name="jobs.tasks.janitor")
 def janitor() -> dict:
     return lifecycle.janitor()
+
+
+@shared_task(name="jobs.tasks.retention_purge")
+def retention_purge() -> dict:
+    from django.conf import settings
+
+    from . import retention
+
+    # Well inside the task's time limit: what is left is removed by the next run.
+    return retention.purge(max_seconds=settings.CELERY_TASK_SOFT_TIME_LIMIT / 2).as_dict()

@@ -4,7 +4,7 @@ jobs.results, jobs.results_export, jobs.results_compare and jobs.analytics."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponseGone, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
@@ -33,6 +33,15 @@ def _page_number(request) -> int:
 
 def _stored_result(job) -> JobResult | None:
     return JobResult.objects.filter(job=job).first()
+
+
+def _no_result(job):
+    """410 Gone for a result that retention removed; 404 for one that never was."""
+    if job.result_purged_at:
+        return HttpResponseGone(
+            "This job's result was removed by retention; the job's record is kept.", content_type="text/plain"
+        )
+    raise Http404("No result stored.")
 
 
 def _audit(request, job, action: str, fmt: str) -> None:
@@ -68,7 +77,7 @@ def result_raw(request, job_uuid):
     job = job_for_user(request.user, job_uuid)
     result = _stored_result(job)
     if result is None:
-        raise Http404("No result stored.")
+        return _no_result(job)
     raw = results.raw_page(results.result_source(result), _page_number(request), RAW_PAGE_BYTES)
     _audit(request, job, "result_view", "raw")
     return render(request, "jobs/result_raw.html", {"job": job, "result": result, "raw": raw})
@@ -80,7 +89,7 @@ def result_download(request, job_uuid, fmt: str):
     job = job_for_user(request.user, job_uuid)
     result = _stored_result(job)
     if result is None:
-        raise Http404("No result stored.")
+        return _no_result(job)
     filename = download_filename(job, fmt)
     source = results.result_source(result)
     if fmt == "json":

@@ -35,4 +35,9 @@ def _prepare(sender: Celery, **kwargs) -> None:
             "schedule": timedelta(seconds=settings.JOBS_JANITOR_INTERVAL),
             "options": {"expires": settings.JOBS_JANITOR_INTERVAL * 2},
         },
+        "retention-purge": {
+            "task": "jobs.tasks.retention_purge",
+            "schedule": timedelta(seconds=settings.RETENTION_PURGE_INTERVAL),
+            "options": {"expires": settings.RETENTION_PURGE_INTERVAL},
+        },
     }
