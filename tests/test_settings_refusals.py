@@ -48,6 +48,9 @@ def test_a_production_start_with_good_secrets_passes_the_checks():
         ({"TRUSTED_PROXIES": "10.0.0.0/33"}, "10.0.0.0/33"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"CELERY_TASK_SOFT_TIME_LIMIT": "400"}, "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT"),
+        ({"RETENTION_RESULT_DAYS": "400", "RETENTION_JOB_DAYS": "365"}, "RETENTION_RESULT_DAYS must be between 1"),
+        ({"RETENTION_JOB_DAYS": "-1"}, "RETENTION_RESULT_DAYS and RETENTION_JOB_DAYS must be 0"),
+        ({"RETENTION_PURGE_BATCH": "0"}, "RETENTION_PURGE_BATCH at least 1"),
     ],
 )
 def test_a_bad_setting_stops_the_start_naming_what_to_fix(overrides, message):
