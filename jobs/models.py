@@ -5,7 +5,7 @@ from django.db import connection as db_connection
 from django.db import models
 from django.db.models import F, Q
 
-from .models_storage import JobPin, JobTally, RetentionPolicy, ScriptStats
+from .models_storage import JobPin, JobRollup, JobTally, RetentionPolicy, ScriptStats
 from .states import ACTIVE_STATES, TERMINAL_STATES, JobKind, JobState, ServiceLevel
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "JobPin",
     "JobResult",
     "JobResultChunk",
+    "JobRollup",
     "JobState",
     "JobTally",
     "JobTransition",

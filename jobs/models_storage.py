@@ -108,3 +108,41 @@ class JobPin(models.Model):
 
     def __str__(self) -> str:
         return f"Pin of {self.job_id} by {self.pinned_by_username}"
+
+
+class JobRollup(models.Model):
+    """What analytics needs of jobs that retention removed: per hour of creation, owner, team, connection,
+    script, kind and final state, their number, the sums of their phases, and a histogram of their durations.
+
+    Written by the purge in the transaction that deletes the rows (jobs.rollups), so that a job counts either
+    as a row or here, never both; jobs.analytics adds these to what the remaining rows say.
+    """
+
+    hour = models.DateTimeField(help_text="The hour (UTC) the jobs were created in.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    team = models.ForeignKey("accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    connection_id = models.BigIntegerField()
+    script_name = models.CharField(max_length=128)
+    kind = models.CharField(max_length=16)
+    state = models.CharField(max_length=16)
+    jobs = models.BigIntegerField(default=0)
+    queue_sum = models.FloatField(default=0.0)
+    queue_n = models.BigIntegerField(default=0)
+    oml_sum = models.FloatField(default=0.0)
+    oml_n = models.BigIntegerField(default=0)
+    fetch_sum = models.FloatField(default=0.0)
+    fetch_n = models.BigIntegerField(default=0)
+    durations = models.JSONField(
+        default=dict, help_text="Succeeded jobs' durations (finished - created) by log bucket: {index: count}."
+    )
+
+    class Meta:
+        indexes = [
+            # analytics over a window: WHERE hour >= ? AND hour < ?
+            models.Index(fields=["hour"], name="job_rollup_hour_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.jobs} {self.state} {self.script_name} at {self.hour:%Y-%m-%d %H:00}"

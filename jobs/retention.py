@@ -4,7 +4,8 @@ The purge (a Celery beat task every RETENTION_PURGE_INTERVAL, and `manage.py job
 batches, each its own short transaction, so it never holds a long lock and a purge killed at any moment
 leaves a consistent database: every batch either happened whole or not at all, and the next run carries on.
 It never removes a pinned job or its result, and never the audit trail (entries about purged jobs keep their
-uuid). What learned polling needs is in ScriptStats, what /metrics needs in the tally and the counters.
+uuid). What learned polling needs is in ScriptStats, what /metrics needs in the tally and the counters, what
+analytics needs of removed rows in JobRollup.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from accounts.models import Team
 from metrics import recorder
 
 from .models import Job, JobPin, JobResult, JobResultChunk, RetentionPolicy
+from .rollups import COLUMNS as ROLLUP_COLUMNS
+from .rollups import rollup_purged
 from .tally import TallyChange, tally_add
 
 logger = logging.getLogger(__name__)
@@ -159,6 +162,8 @@ def _purge_jobs_batch(rule: Rule, now: datetime, report: PurgeReport) -> int:
             return 0
         ids = [row[0] for row in rows]
         sizes = dict(JobResult.objects.filter(job_id__in=ids).values_list("job_id", "size_bytes"))
+        # Analytics keeps what it needs of them (counted here or as rows, never both).
+        rollup_purged(Job.objects.filter(pk__in=ids).values_list(*ROLLUP_COLUMNS))
         # The ORM's delete follows every relation: transitions, results and their chunks, the lineage of
         # re-runs (children keep living, without their parent).
         Job.objects.filter(pk__in=ids).delete()

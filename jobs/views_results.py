@@ -16,6 +16,7 @@ from .forms import HistoryFilterForm
 from .models import JobResult
 from .results_compare import compare_requests, compare_results, compare_timing
 from .results_export import csv_chunks, download_filename, xlsx_file
+from .rollups import rollups_for
 from .selectors import job_history_queryset
 
 ROWS_PER_PAGE = 200
@@ -131,21 +132,23 @@ def compare(request):
 
 
 def _filtered_jobs(request):
+    """The jobs of the filters, and the rollups of those among them that retention removed."""
     form = HistoryFilterForm(request.GET)
-    return form, job_history_queryset(request.user, form.filters())
+    filters = form.filters()
+    return form, job_history_queryset(request.user, filters), rollups_for(request.user, filters)
 
 
 @login_required
 @require_GET
 def analytics_page(request):
-    form, jobs = _filtered_jobs(request)
-    outcome_days = analytics.outcomes(jobs)
+    form, jobs, purged = _filtered_jobs(request)
+    outcome_days = analytics.outcomes(jobs, purged)
     origin, bars = analytics.gantt(jobs)
     context = {
         "form": form,
         "query": request.GET.urlencode(),
-        "trend": analytics.duration_trend(jobs),
-        "phases": analytics.phase_split(jobs),
+        "trend": analytics.duration_trend(jobs, purged),
+        "phases": analytics.phase_split(jobs, purged),
         "outcomes": outcome_days,
         "totals": analytics.outcome_totals(outcome_days),
         "overall_failure_rate": analytics.failure_rate(analytics.outcome_totals(outcome_days)),
@@ -160,13 +163,13 @@ def analytics_page(request):
 @login_required
 @require_GET
 def analytics_data(request, chart: str):
-    _, jobs = _filtered_jobs(request)
+    _, jobs, purged = _filtered_jobs(request)
     if chart == "trend":
-        data = analytics.trend_json(analytics.duration_trend(jobs))
+        data = analytics.trend_json(analytics.duration_trend(jobs, purged))
     elif chart == "phases":
-        data = analytics.phases_json(analytics.phase_split(jobs))
+        data = analytics.phases_json(analytics.phase_split(jobs, purged))
     elif chart == "outcomes":
-        data = analytics.outcomes_json(analytics.outcomes(jobs))
+        data = analytics.outcomes_json(analytics.outcomes(jobs, purged))
     else:
         data = analytics.gantt_json(*analytics.gantt(jobs))
     return JsonResponse(data)

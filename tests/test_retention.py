@@ -259,3 +259,50 @@ def test_a_purge_killed_midway_leaves_a_consistent_database_and_the_next_one_fin
     assert _consistent() == []
     assert sum(row.jobs for row in tally_rows(set())) == 0
     assert not JobPin.objects.exists()
+
+
+@pytest.mark.django_db
+def test_analytics_say_the_same_after_the_jobs_they_count_are_purged(client, analyst, settings):
+    from datetime import UTC, datetime
+
+    settings.RETENTION_RESULT_DAYS, settings.RETENTION_JOB_DAYS = 30, 90
+    settings.RETENTION_PURGE_PAUSE = 0
+    day1, day2 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC), datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
+    timings = [(1, 8, 1), (2, 16, 2), (3, 24, 3), (4, 32, 4), (10, 80, 10)]
+    made = [
+        finish_async(make_job(analyst, script="alpha"), created=day1 + timedelta(minutes=i), queue=q, oml=o, fetch=f)
+        for i, (q, o, f) in enumerate(timings)
+    ]
+    finish_async(make_job(analyst, script="beta"), created=day2, queue=1, oml=5, fetch=1)
+    for state in (JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED):
+        finish_async(make_job(analyst, script="alpha"), created=day1, queue=1, oml=3, fetch=0, state=state)
+    # One job stays, pinned: the figures then come from rows and rollups together.
+    job_pin(job=made[2], actor=analyst, reason="kept")
+    client.force_login(analyst)
+    window = "created_from=2026-03-10&created_to=2026-03-11"
+
+    def figures() -> dict:
+        return {
+            chart: client.get(f"/analytics/{chart}.json?{window}").json() for chart in ("trend", "phases", "outcomes")
+        }
+
+    before = figures()
+    report = purge()
+    assert report.jobs == 8
+    assert Job.objects.count() == 1
+    after = figures()
+    assert after["outcomes"] == before["outcomes"]
+    assert after["phases"]["days"] == before["phases"]["days"]
+    assert after["phases"]["jobs"] == before["phases"]["jobs"] == [5, 1]
+    for phase in ("queue", "oml", "fetch"):
+        assert after["phases"][phase] == pytest.approx(before["phases"][phase])
+    assert after["trend"]["days"] == before["trend"]["days"]
+    series_before = {(s["script"], s["percentile"]): s["values"] for s in before["trend"]["series"]}
+    series_after = {(s["script"], s["percentile"]): s["values"] for s in after["trend"]["series"]}
+    assert series_before[("alpha", "p50")] == [30.0, None]
+    assert series_after.keys() == series_before.keys()
+    for key, values in series_before.items():
+        for old, new in zip(values, series_after[key], strict=True):
+            assert (old is None and new is None) or new == pytest.approx(old, rel=0.03), key
+    page = client.get(f"/analytics/?{window}").content.decode()
+    assert "alpha" in page
