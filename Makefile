@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format migrate seed venv browser caddy bubblewrap clean help
+.PHONY: run test lint format migrate seed venv browser caddy bubblewrap prometheus clean help
 
 help:
 	@echo "make run    start web, worker (+beat) and the engine worker on http://127.0.0.1:$(PORT)"
 	@echo "make test   run the whole test suite (embedded defaults, or DATABASE_URL/CELERY_BROKER_URL/REDIS_URL)"
-	@echo "make lint   ruff, formatting, migrations check, Compose spec, Dockerfile and Kubernetes manifests"
+	@echo "make lint   ruff, formatting, migrations check, Compose spec, Dockerfile, Kubernetes manifests, alert rules"
 
 venv: $(VENV)/.installed
 
@@ -53,16 +53,27 @@ caddy:
 	@# The package starts a system-wide Caddy where an init system runs; the tests start their own.
 	@(command -v systemctl >/dev/null && systemctl is-active --quiet caddy && systemctl disable --now caddy) >/dev/null 2>&1 || true
 
-test: venv browser caddy bubblewrap
+# promtool checks and unit-tests the alert rules (make lint); a test scrapes the test stack with a real Prometheus.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { echo "Installing Prometheus for the alert rules and their test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	  || { echo "Prometheus is needed for make lint and the tests: apt-get install prometheus"; exit 1; }; }
+	@# The package starts a system-wide Prometheus where an init system runs; the tests start their own.
+	@(command -v systemctl >/dev/null && systemctl is-active --quiet prometheus && systemctl disable --now prometheus) >/dev/null 2>&1 || true
+	@(test -x /etc/init.d/prometheus && /etc/init.d/prometheus status && /etc/init.d/prometheus stop) >/dev/null 2>&1 || true
+
+test: venv browser caddy bubblewrap prometheus
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: venv
+lint: venv prometheus
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 # The image's Dockerfile (hadolint) and deploy/kubernetes/ (schemas of a pinned Kubernetes release), offline.
 	LINT_BIN=$(BIN) deploy/lint.sh
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts.test.yml
 
 format: venv
 	$(BIN)/ruff check --fix .

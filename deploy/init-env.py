@@ -3,10 +3,10 @@
 
     cp .env.example .env && python3 deploy/init-env.py [--env-file .env] [--site-address omlpy.example.com]
 
-Writes SECRET_KEY, ENCRYPTION_KEYS, AUDIT_HMAC_KEYS, POSTGRES_PASSWORD and the embedded engine's
-ENGINE_SECRET_KEY, ENGINE_ENCRYPTION_KEYS and ENGINE_AUDIT_HMAC_KEYS where they are empty, and SITE_ADDRESS
-when given. Needs only Python's standard library,
-so it runs before anything is installed. The file is left readable by its owner only.
+Writes SECRET_KEY, ENCRYPTION_KEYS, AUDIT_HMAC_KEYS, POSTGRES_PASSWORD, METRICS_TOKEN and the embedded engine's
+ENGINE_SECRET_KEY, ENGINE_ENCRYPTION_KEYS and ENGINE_AUDIT_HMAC_KEYS where they are empty, and SITE_ADDRESS when
+given. Needs only Python's standard library, so it runs before anything is installed. The file is left readable
+by its owner only.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "ENCRYPTION_KEYS": _fernet_key,
     "AUDIT_HMAC_KEYS": _token,
     "POSTGRES_PASSWORD": _password,
+    "METRICS_TOKEN": _token,
     "ENGINE_SECRET_KEY": _token,
     "ENGINE_ENCRYPTION_KEYS": _fernet_key,
     "ENGINE_AUDIT_HMAC_KEYS": _token,

@@ -4,6 +4,8 @@
 - Auditors see every job of the teams they audit, read-only.
 - Analysts see their own jobs, and their teammates' jobs when the team shares its history (read-only).
 - Only a job's owner may cancel or re-run it; auditors never submit, cancel or re-run anything.
+- Owners, auditors of the job's team and admins may pin a job (a hold retention respects): pinning is the one
+  write an auditor may make.
 - A user in no team sees only their own jobs.
 - The audit trail: admins see all of it; auditors see the entries of the members of the teams they audit.
 - Connections are granted to teams: a user sees and lists the scripts of the connections granted to any of
@@ -251,6 +253,24 @@ def can_modify(user, job: Job) -> bool:
     if is_admin(user):
         return True
     return job.owner_id == user.pk and can_submit(user)
+
+
+def can_pin(user, job: Job) -> bool:
+    """Pin and unpin (a hold that retention respects): the job's owner, the auditors of its team (a legal hold:
+    the one write an auditor may make), and admins. Team leads join them once the lead role exists."""
+    if is_admin(user):
+        return True
+    if job.owner_id == user.pk:
+        return True
+    return job.team_id is not None and any(
+        role.role == Membership.Role.AUDITOR and role.team_id == job.team_id for role in memberships(user)
+    )
+
+
+def can_view_storage(user) -> bool:
+    """The storage page (stored bytes and jobs per team and connection, the next purge): admins. Team leads
+    are to see their own teams' there once the lead role exists; this is the one place that decides."""
+    return is_admin(user)
 
 
 def can_view_audit(user) -> bool:

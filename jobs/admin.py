@@ -4,7 +4,7 @@ from django.contrib import admin
 from accounts.models import Team
 
 from .audit import AuditAction, audit_record
-from .models import AuditEntry, Connection, Job, JobTransition
+from .models import AuditEntry, Connection, Job, JobTransition, RetentionPolicy
 from .services import connection_save
 
 
@@ -134,3 +134,41 @@ class JobTransitionAdmin(ReadOnlyAdmin):
 class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["at", "actor_username", "action", "target_type", "target_id", "ip"]
     list_filter = ["action"]
+
+
+@admin.register(RetentionPolicy)
+class RetentionPolicyAdmin(admin.ModelAdmin):
+    """A team's retention; every change (and removal, back to the defaults) is audited."""
+
+    list_display = ["team", "result_days", "job_days", "updated_at"]
+    list_select_related = ["team"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit_record(
+            action=AuditAction.RETENTION_CHANGED,
+            request=request,
+            target_type="team",
+            target_id=str(obj.team_id),
+            details={
+                "team": obj.team.name,
+                "result_days": obj.result_days,
+                "job_days": obj.job_days,
+                "changed": sorted(form.changed_data),
+            },
+        )
+
+    def delete_model(self, request, obj):
+        details = {"team": obj.team.name, "result_days": None, "job_days": None, "removed": True}
+        super().delete_model(request, obj)
+        audit_record(
+            action=AuditAction.RETENTION_CHANGED,
+            request=request,
+            target_type="team",
+            target_id=str(obj.team_id),
+            details=details,
+        )
+
+    def delete_queryset(self, request, queryset):
+        for policy in queryset.select_related("team"):
+            self.delete_model(request, policy)

@@ -13,7 +13,7 @@ from uuid import UUID
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, StreamingHttpResponse
-from ninja import NinjaAPI, Path, Query, Router, Schema, Status
+from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
@@ -28,6 +28,7 @@ from .audit import audit_record
 from .models import Job
 from .oml.client import client_for
 from .oml.errors import OMLError
+from .pins import PinError, job_pin, job_unpin, pin_of
 
 # The largest id the database stores (64-bit); a bigger number is refused as invalid, not sent to the database.
 MAX_ID = specs.MAX_ID
@@ -168,6 +169,16 @@ class ConnectionOut(Schema):
     is_default: bool
 
 
+class PinOut(Schema):
+    pinned_by: str
+    pinned_at: datetime
+    reason: str
+
+
+class PinIn(Schema):
+    reason: str = Field(..., min_length=1, max_length=500, description="Why the job is kept (e.g. a legal hold).")
+
+
 class JobOut(Schema):
     id: UUID
     state: str
@@ -193,6 +204,8 @@ class JobOut(Schema):
     finished_at: datetime | None
     next_poll_at: datetime | None
     durations: dict[str, float | None]
+    result_purged_at: datetime | None = None
+    pin: PinOut | None = None
     result: ResultInfo | None = None
     transitions: list[TransitionOut] | None = None
 
@@ -238,8 +251,13 @@ def _job_out(job: Job, *, detail: bool = False) -> dict:
         "finished_at": job.finished_at,
         "next_poll_at": job.next_poll_at,
         "durations": durations,
+        "result_purged_at": job.result_purged_at,
     }
     if detail:
+        pin = pin_of(job)
+        data["pin"] = (
+            {"pinned_by": pin.pinned_by_username, "pinned_at": pin.pinned_at, "reason": pin.reason} if pin else None
+        )
         result = getattr(job, "result", None) if hasattr(job, "result") else None
         data["result"] = (
             {
@@ -294,6 +312,7 @@ def list_jobs(request, filters: Query[JobFilters]):
         created_from=filters.created_from,
         created_to=filters.created_to,
         search=filters.q,
+        pinned=filters.pinned,
     )
     try:
         page = selectors.job_history(request.user, history, cursor=filters.cursor, limit=filters.limit)
@@ -329,6 +348,8 @@ def get_job(request, job_id: UUID):
 def get_result(request, job_id: UUID):
     job = access.job_for_user(request.user, job_id)
     result = getattr(job, "result", None) if hasattr(job, "result") else None
+    if result is None and job.result_purged_at:
+        raise HttpError(410, "This job's result was removed by retention; the job's record is kept.")
     if result is None:
         raise HttpError(404, f"This job has no result (state: {job.state}).")
     audit_record(
@@ -370,6 +391,33 @@ def rerun_job(request, job_id: UUID):
     job = _modifiable(request, job_id)
     new = services.job_rerun(job=job, actor=request.user, request=request)
     return Status(201, _job_out(Job.objects.select_related("owner", "connection", "parent").get(pk=new.pk)))
+
+
+def _pinnable(request, job_id: UUID) -> Job:
+    job = access.job_for_user(request.user, job_id)
+    if not access.can_pin(request.user, job):
+        raise HttpError(403, "Only the job's owner, its team's auditors and administrators may pin it.")
+    return job
+
+
+@jobs_router.post("/{job_id}/pin", response={201: JobOut}, summary="Pin a job: retention keeps it and its result")
+def pin_job(request, job_id: UUID, payload: PinIn):
+    job = _pinnable(request, job_id)
+    try:
+        job_pin(job=job, actor=request.user, reason=payload.reason, request=request)
+    except PinError as exc:
+        raise HttpError(409 if "already" in str(exc) or "no longer" in str(exc) else 400, str(exc)) from None
+    return Status(201, _job_out(access.job_for_user(request.user, job_id), detail=True))
+
+
+@jobs_router.delete("/{job_id}/pin", response=JobOut, summary="Unpin a job: retention applies to it again")
+def unpin_job(request, job_id: UUID):
+    job = _pinnable(request, job_id)
+    try:
+        job_unpin(job=job, actor=request.user, request=request)
+    except PinError as exc:
+        raise HttpError(409, str(exc)) from None
+    return _job_out(access.job_for_user(request.user, job_id), detail=True)
 
 
 # --- Connections --------------------------------------------------------------------------------

@@ -188,6 +188,7 @@ class JobFilters(Schema):
         description="A job id, an OML job id or the start of a script name.",
         json_schema_extra={"pattern": NO_NUL},
     )
+    pinned: bool = Field(False, description="Only pinned jobs.")
     cursor: str | None = Field(
         None,
         description="The `next_cursor` of the page before, as it came.",

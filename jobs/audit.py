@@ -76,6 +76,9 @@ class AuditAction:
     SESSIONS_ENDED = "sessions_ended"
     # Written once, by the first keyed write after unkeyed entries: the start of the signed chain.
     CHAIN_KEYED = "chain_keyed"
+    PIN = "pin"
+    UNPIN = "unpin"
+    RETENTION_CHANGED = "retention_changed"
 
     @classmethod
     def all(cls) -> list[str]:

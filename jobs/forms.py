@@ -162,6 +162,7 @@ class HistoryFilterForm(forms.Form):
     created_from = forms.DateField(required=False, label="Created from", validators=DAY_BOUNDS)
     created_to = forms.DateField(required=False, label="Created to", validators=DAY_BOUNDS)
     sort = forms.ChoiceField(required=False, choices=SORTS)
+    pinned = forms.BooleanField(required=False, label="Pinned only")
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -180,6 +181,7 @@ class HistoryFilterForm(forms.Form):
             created_from=_start_of_day(data.get("created_from")),
             created_to=_start_of_day(data["created_to"] + timedelta(days=1)) if data.get("created_to") else None,
             search=(data.get("q") or "").strip(),
+            pinned=bool(data.get("pinned")),
         )
 
     def chips(self, name: str) -> list[tuple[str, str, bool]]:

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from metrics import recorder
 from omlpy_dashboard.fastsql import model_columns, model_from_row
 from omlpy_dashboard.logs import log_bind, log_context
 
@@ -32,6 +33,7 @@ from .oml.client import OMLClient, client_for
 from .oml.errors import OMLError
 from .services import job_result_store, job_transition, job_update_polling
 from .states import JobState
+from .stats import script_durations
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,12 @@ def expectation_for(job: Job) -> polling.Expectation | None:
     """What past successful runs of the same script on the same connection say about this one."""
     if strategy_of(job) != "learned":
         return None
+    recorded = script_durations(
+        connection_id=job.connection_id, script_name=job.script_name, script_owner=job.script_owner
+    )
+    if recorded is not None:
+        return polling.learn(recorded)
+    # Scripts that last ran before statistics were kept: their history is in the job rows still there.
     runs = (
         Job.objects.filter(
             connection_id=job.connection_id,
@@ -179,6 +187,7 @@ def submit(job_id: int) -> None:
     if job.async_flag:
         # A 200 to an asynchronous call: the server ran it synchronously. Keep the answer all the same.
         logger.warning("job %s: OML answered an async call with 200", job.pk)
+    recorder.observe("omlpy_job_oml_duration_seconds", answer.latency_ms / 1000)
     try:
         _store_and_finish(job, target, iter([answer.body]), answer.content_type, answer.http_status, answer.latency_ms)
     except OMLError as exc:
@@ -483,6 +492,7 @@ def poll(job_id: int) -> None:
     try:
         status = _client(job).status(job.oml_job_url)
     except OMLError as exc:
+        recorder.inc("omlpy_polls_total")
         now = _now()
         if exc.permanent:
             job_transition(
@@ -503,6 +513,7 @@ def poll(job_id: int) -> None:
             )
         return
     now = _now()
+    recorder.inc("omlpy_polls_total", status.requests_sent)
     counted = F("poll_count") + status.requests_sent
     if status.state == "pending":
         job_update_polling(
@@ -515,6 +526,7 @@ def poll(job_id: int) -> None:
         )
         return
     if status.state == "finished":
+        _observe_finish_seen(job, now)
         if job_transition(
             job_id=job.pk,
             to_state=S.FETCHING,
@@ -553,6 +565,15 @@ def poll(job_id: int) -> None:
         poll_count=counted,
         last_polled_at=now,
     )
+
+
+def _observe_finish_seen(job: Job, now) -> None:
+    """Metrics of the poll that found a job finished: its time in OML, and the most its finish can have
+    gone unseen (since the previous status request, which found it still running)."""
+    accepted = job.oml_accepted_at or job.submitted_at or job.created_at
+    recorder.observe("omlpy_job_oml_duration_seconds", (now - accepted).total_seconds())
+    previous = job.last_polled_at or accepted
+    recorder.observe("omlpy_job_detection_lag_seconds", (now - previous).total_seconds())
 
 
 # --- Cancel -----------------------------------------------------------------------------------

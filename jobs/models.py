@@ -5,6 +5,7 @@ from django.db import connection as db_connection
 from django.db import models
 from django.db.models import F, Q
 
+from .models_storage import JobPin, JobRollup, JobTally, RetentionPolicy, ScriptStats
 from .states import ACTIVE_STATES, TERMINAL_STATES, JobKind, JobState, ServiceLevel
 
 __all__ = [
@@ -12,10 +13,15 @@ __all__ = [
     "Connection",
     "Job",
     "JobKind",
+    "JobPin",
     "JobResult",
     "JobResultChunk",
+    "JobRollup",
     "JobState",
+    "JobTally",
     "JobTransition",
+    "RetentionPolicy",
+    "ScriptStats",
 ]
 
 
@@ -151,6 +157,9 @@ class Job(models.Model):
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="Asked to cancel; a worker deletes the OML job and ends it cancelled."
     )
+    result_purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention removed the result body (the job's row stays)."
+    )
 
     # Exactly what code ran, when the server's script list shows it.
     script_source = models.TextField(blank=True)
@@ -179,6 +188,8 @@ class Job(models.Model):
                 condition=Q(state=JobState.SUCCEEDED),
                 name="job_script_runs_idx",
             ),
+            # retention: finished jobs oldest first (jobs.retention)
+            models.Index(fields=["finished_at"], condition=Q(finished_at__isnull=False), name="job_finished_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(state__in=JobState.values), name="job_state_valid"),
@@ -289,6 +300,10 @@ class JobResult(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(size_bytes__gte=0), name="result_size_non_negative")]
+        indexes = [
+            # retention: stored results oldest first (jobs.retention)
+            models.Index(fields=["stored_at"], name="result_stored_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Result of {self.job_id} ({self.size_bytes} bytes)"

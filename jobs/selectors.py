@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .access import visible_jobs
-from .models import Job, JobTransition
+from .models import Job, JobPin, JobTransition
 from .states import TERMINAL_STATES
 
 DEFAULT_WINDOW = timedelta(days=7)
@@ -29,6 +29,7 @@ class HistoryFilters:
     created_from: datetime | None = None
     created_to: datetime | None = None
     search: str = ""
+    pinned: bool = False
 
 
 @dataclass
@@ -69,7 +70,8 @@ def job_history_queryset(user, filters: HistoryFilters) -> QuerySet[Job]:
     """The jobs `user` may see that match `filters`, newest first. Without a date range, the last 7 days."""
     jobs = visible_jobs(user)
     created_from = filters.created_from
-    if created_from is None and filters.created_to is None and not filters.search:
+    # Pinned jobs are looked for whatever their age: a hold is usually on an old job.
+    if created_from is None and filters.created_to is None and not filters.search and not filters.pinned:
         created_from = timezone.now() - DEFAULT_WINDOW
     if created_from is not None:
         jobs = jobs.filter(created_at__gte=created_from)
@@ -87,6 +89,9 @@ def job_history_queryset(user, filters: HistoryFilters) -> QuerySet[Job]:
         jobs = jobs.filter(connection_id=filters.connection)
     if filters.search:
         jobs = jobs.filter(_search_condition(filters.search))
+    if filters.pinned:
+        # Pins are few (holds): their job ids first, then the history index as for any filter.
+        jobs = jobs.filter(pk__in=JobPin.objects.values("job_id"))
     return jobs.order_by("-created_at", "-id")
 
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team
+from metrics import recorder
 from omlpy_dashboard.fastsql import insert_one
 
 from . import access
@@ -22,6 +23,8 @@ from .audit import audit_record
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
 from .specs import JobSpec, parse_job_request, spec_as_request
 from .states import ACTIVE_STATES, ALLOWED_MOVES, TERMINAL_STATES, JobState
+from .stats import script_stats_record
+from .tally import TallyChange, tally_add
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +86,10 @@ def job_transition(
     with transaction.atomic():
         # Lock the row so that the state read here is the one the UPDATE replaces (on SQLite the
         # IMMEDIATE transaction already holds the write lock).
-        row = Job.objects.select_for_update().filter(pk=job_id, state__in=sources).values_list("state", "uuid").first()
+        row = Job.objects.select_for_update().filter(pk=job_id, state__in=sources).values_list(*_MOVED_COLUMNS).first()
         if row is None:
             return False
-        current, job_uuid = row
+        current, job_uuid = row[0], row[1]
         moved = Job.objects.filter(pk=job_id, state=current).update(state=to_state, **fields)
         if not moved:
             return False
@@ -102,9 +105,58 @@ def job_transition(
                 detail=detail or {},
             )
         )
+        if to_state in TERMINAL_STATES:
+            _job_finished(job_id, to_state, dict(zip(_MOVED_COLUMNS, row, strict=True)), now)
+    recorder.inc("omlpy_job_transitions_total", to_state=to_state)
     # The job's public uuid, which operators search by, whichever code path moved it.
     logger.info("job %s: %s -> %s (%s)", job_id, current, to_state, reason, extra={"job": str(job_uuid)})
     return True
+
+
+# What job_transition reads of the job it moves: its state, and what a finished job is tallied and learned by.
+_MOVED_COLUMNS = (
+    "state",
+    "uuid",
+    "connection_id",
+    "kind",
+    "team_id",
+    "async_flag",
+    "script_name",
+    "script_owner",
+    "oml_accepted_at",
+    "oml_finished_at",
+)
+
+
+def _job_finished(job_id: int, state: str, job: dict, at: datetime) -> None:
+    """In the transaction of a job's last transition: count it in the tally (with its result's bytes) and,
+    for an asynchronous success, add its time in OML to its script's statistics."""
+    results, size = 0, 0
+    if state == JobState.SUCCEEDED:
+        stored = JobResult.objects.filter(job_id=job_id).values_list("size_bytes", flat=True).first()
+        if stored is not None:
+            results, size = 1, stored
+    tally_add(
+        [
+            TallyChange(
+                state=state,
+                connection_id=job["connection_id"],
+                kind=job["kind"],
+                team_id=job["team_id"],
+                jobs=1,
+                results=results,
+                result_bytes=size,
+            )
+        ]
+    )
+    if state == JobState.SUCCEEDED and job["async_flag"] and job["oml_accepted_at"] and job["oml_finished_at"]:
+        script_stats_record(
+            connection_id=job["connection_id"],
+            script_name=job["script_name"],
+            script_owner=job["script_owner"],
+            seconds=(job["oml_finished_at"] - job["oml_accepted_at"]).total_seconds(),
+            at=at,
+        )
 
 
 _POLLING_FIELDS = ("next_poll_at", "last_polled_at", "oml_elapsed_seconds", "deadline_at", "last_error")
@@ -218,6 +270,7 @@ def job_result_store(
     digest = hashlib.sha256()
     chunk_size = settings.JOBS_RESULT_CHUNK_BYTES
     with transaction.atomic():
+        earlier = JobResult.objects.filter(job_id=job_id).values_list("size_bytes", flat=True).first()
         JobResult.objects.filter(job_id=job_id).delete()
         result = JobResult.objects.create(
             job_id=job_id, size_bytes=0, sha256="", content_type=content_type, chunk_count=0
@@ -242,6 +295,19 @@ def job_result_store(
         JobResult.objects.filter(pk=result.pk).update(
             size_bytes=size, sha256=digest.hexdigest(), chunk_count=seq, row_count=row_count, shape=shape
         )
+        # A result is normally stored before its job succeeds, and that transition tallies it; one stored for a
+        # job that has already succeeded (replaced, or restored) is tallied here.
+        job = Job.objects.filter(pk=job_id, state=JobState.SUCCEEDED).values_list("connection_id", "kind", "team_id")
+        for connection_id, kind, team_id in job:
+            change = TallyChange(
+                JobState.SUCCEEDED,
+                connection_id,
+                kind,
+                team_id,
+                results=0 if earlier is not None else 1,
+                result_bytes=size - (earlier or 0),
+            )
+            tally_add([change])
         result.refresh_from_db()
     return result
 

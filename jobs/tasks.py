@@ -4,6 +4,7 @@ from celery import shared_task
 from django.core.cache import cache
 from django.utils import timezone
 
+from metrics import recorder
 from omlpy_dashboard import health
 
 from . import lifecycle
@@ -24,8 +25,9 @@ def submit_job(job_id: int) -> None:
 @shared_task(name="jobs.tasks.poll_sweep")
 def poll_sweep() -> int:
     swept = lifecycle.sweep()
-    # Workers' and beat's probes, and /healthz, read how long ago a sweep last ran to its end.
+    # Workers' and beat's probes, /healthz and /metrics read how long ago a sweep last ran to its end.
     health.sweep_completed()
+    recorder.inc("omlpy_sweeps_total")
     return swept
 
 
@@ -48,3 +50,13 @@ def janitor() -> dict:
 def audit_checkpoint() -> str:
     """Sign the audit chain's head into AUDIT_CHECKPOINT_DIR (jobs.audit_checkpoint); beat schedules it."""
     return str(audit_checkpoint_write())
+
+
+@shared_task(name="jobs.tasks.retention_purge")
+def retention_purge() -> dict:
+    from django.conf import settings
+
+    from . import retention
+
+    # Well inside the task's time limit: what is left is removed by the next run.
+    return retention.purge(max_seconds=settings.CELERY_TASK_SOFT_TIME_LIMIT / 2).as_dict()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_ops
 
 app_name = "jobs"
 
@@ -16,4 +16,7 @@ urlpatterns = [
     path("jobs/<uuid:job_uuid>/clone/", views.clone, name="clone"),
     path("jobs/<uuid:job_uuid>/cancel/", views.cancel, name="cancel"),
     path("jobs/<uuid:job_uuid>/rerun/", views.rerun, name="rerun"),
+    path("jobs/<uuid:job_uuid>/pin/", views_ops.pin, name="pin"),
+    path("jobs/<uuid:job_uuid>/unpin/", views_ops.unpin, name="unpin"),
+    path("storage/", views_ops.storage, name="storage"),
 ]

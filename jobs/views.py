@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .access import (
     ConnectionDenied,
     can_modify,
+    can_pin,
     can_submit,
     connection_for_user,
     job_for_user,
@@ -37,6 +38,7 @@ from .forms import (
     parse_uuids,
 )
 from .models import Connection, Job, JobResult
+from .pins import pin_of
 from .selectors import DEFAULT_WINDOW, job_durations, job_history_sorted, job_timeline, jobs_by_uuids
 from .services import job_cancel, job_create, job_rerun, result_read_all
 from .specs import HELP, parse_job_request, spec_as_request
@@ -317,6 +319,8 @@ def _job_context(request, job: Job) -> dict:
         "result": result,
         "preview": _result_preview(result) if result else None,
         "may_modify": can_modify(request.user, job),
+        "pin": pin_of(job),
+        "may_pin": can_pin(request.user, job),
         "may_submit": can_submit(request.user),
         # Poll fast while a job is young, slower once it has been running a while.
         "poll_every": "1s" if (durations.get("running") or 0) < 120 else "3s",

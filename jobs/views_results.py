@@ -4,7 +4,7 @@ jobs.results, jobs.results_export, jobs.results_compare and jobs.analytics."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponseGone, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
@@ -18,6 +18,7 @@ from .forms import HistoryFilterForm
 from .models import JobResult
 from .results_compare import compare_requests, compare_results, compare_timing
 from .results_export import csv_chunks, download_filename, xlsx_file
+from .rollups import rollups_for
 from .selectors import job_history_queryset
 
 ROWS_PER_PAGE = 200
@@ -45,6 +46,15 @@ def _page_refused(request):
 
 def _stored_result(job) -> JobResult | None:
     return JobResult.objects.filter(job=job).first()
+
+
+def _no_result(job):
+    """410 Gone for a result that retention removed; 404 for one that never was."""
+    if job.result_purged_at:
+        return HttpResponseGone(
+            "This job's result was removed by retention; the job's record is kept.", content_type="text/plain"
+        )
+    raise Http404("No result stored.")
 
 
 def _audit(request, job, action: str, fmt: str) -> None:
@@ -82,7 +92,7 @@ def result_raw(request, job_uuid):
     job = job_for_user(request.user, job_uuid)
     result = _stored_result(job)
     if result is None:
-        raise Http404("No result stored.")
+        return _no_result(job)
     number = _page_number(request)
     if number is None:
         return _page_refused(request)
@@ -97,7 +107,7 @@ def result_download(request, job_uuid, fmt: str):
     job = job_for_user(request.user, job_uuid)
     result = _stored_result(job)
     if result is None:
-        raise Http404("No result stored.")
+        return _no_result(job)
     filename = download_filename(job, fmt)
     source = results.result_source(result)
     if fmt == "json":
@@ -139,22 +149,24 @@ def compare(request):
 
 
 def _filtered_jobs(request):
+    """The jobs of the filters, and the rollups of those among them that retention removed."""
     form = HistoryFilterForm(request.GET, user=request.user)
-    return form, job_history_queryset(request.user, form.filters())
+    filters = form.filters()
+    return form, job_history_queryset(request.user, filters), rollups_for(request.user, filters)
 
 
 @login_required
 @require_GET
 def analytics_page(request):
-    form, jobs = _filtered_jobs(request)
+    form, jobs, purged = _filtered_jobs(request)
     status = 400 if form.errors else 200
-    outcome_days = analytics.outcomes(jobs)
+    outcome_days = analytics.outcomes(jobs, purged)
     origin, bars = analytics.gantt(jobs)
     context = {
         "form": form,
         "query": request.GET.urlencode(),
-        "trend": analytics.duration_trend(jobs),
-        "phases": analytics.phase_split(jobs),
+        "trend": analytics.duration_trend(jobs, purged),
+        "phases": analytics.phase_split(jobs, purged),
         "outcomes": outcome_days,
         "totals": analytics.outcome_totals(outcome_days),
         "overall_failure_rate": analytics.failure_rate(analytics.outcome_totals(outcome_days)),
@@ -169,16 +181,16 @@ def analytics_page(request):
 @login_required
 @require_GET
 def analytics_data(request, chart: str):
-    form, jobs = _filtered_jobs(request)
+    form, jobs, purged = _filtered_jobs(request)
     if form.errors:
         errors = {name: list(messages) for name, messages in form.errors.items()}
         return JsonResponse({"detail": "The filters are not valid.", "errors": errors}, status=400)
     if chart == "trend":
-        data = analytics.trend_json(analytics.duration_trend(jobs))
+        data = analytics.trend_json(analytics.duration_trend(jobs, purged))
     elif chart == "phases":
-        data = analytics.phases_json(analytics.phase_split(jobs))
+        data = analytics.phases_json(analytics.phase_split(jobs, purged))
     elif chart == "outcomes":
-        data = analytics.outcomes_json(analytics.outcomes(jobs))
+        data = analytics.outcomes_json(analytics.outcomes(jobs, purged))
     else:
         data = analytics.gantt_json(*analytics.gantt(jobs))
     return JsonResponse(data)

@@ -41,4 +41,9 @@ def _prepare(sender: Celery, **kwargs) -> None:
             "schedule": timedelta(seconds=settings.AUDIT_CHECKPOINT_INTERVAL),
             "options": {"expires": max(settings.AUDIT_CHECKPOINT_INTERVAL, 1)},
         },
+        "retention-purge": {
+            "task": "jobs.tasks.retention_purge",
+            "schedule": timedelta(seconds=settings.RETENTION_PURGE_INTERVAL),
+            "options": {"expires": settings.RETENTION_PURGE_INTERVAL},
+        },
     }

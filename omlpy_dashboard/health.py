@@ -31,10 +31,16 @@ def sweep_completed(at: float | None = None) -> None:
     cache.set(SWEEP_COMPLETED_KEY, time.time() if at is None else at, timeout=None)
 
 
+def sweep_completed_at() -> float | None:
+    """When the last poll sweep ran to its end (Unix time), from the shared cache; None if none was recorded."""
+    completed = cache.get(SWEEP_COMPLETED_KEY)
+    return None if completed is None else float(completed)
+
+
 def sweep_age() -> float | None:
     """Seconds since the last completed poll sweep, from the shared cache; None if none was recorded."""
-    completed = cache.get(SWEEP_COMPLETED_KEY)
-    return None if completed is None else max(0.0, time.time() - float(completed))
+    completed = sweep_completed_at()
+    return None if completed is None else max(0.0, time.time() - completed)
 
 
 def _check_database() -> None:

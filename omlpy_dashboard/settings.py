@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "omlpy_dashboard",
     "accounts",
     "jobs",
+    "metrics",
     "omlengine",
 ]
 
@@ -118,6 +119,8 @@ MIDDLEWARE = [
     # First: every line of a request carries its id, and the request's own line covers everything after it.
     "omlpy_dashboard.logs.RequestLogMiddleware",
     "omlpy_dashboard.health.HealthCheckMiddleware",
+    # /metrics, like the probes, before host validation and the https redirect (it checks its own token).
+    "omlpy_dashboard.metrics_endpoint.MetricsMiddleware",
     # Before SecurityMiddleware: forwarded headers from anyone but TRUSTED_PROXIES are removed first.
     "omlpy_dashboard.client_address.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -413,6 +416,29 @@ OML_CONNECT_TIMEOUT = env.float("OML_CONNECT_TIMEOUT", default=5.0)
 OML_READ_TIMEOUT = env.float("OML_READ_TIMEOUT", default=60.0)
 OML_GET_RETRIES = env.int("OML_GET_RETRIES", default=3)
 OML_TOKEN_REFRESH_MARGIN = env.float("OML_TOKEN_REFRESH_MARGIN", default=300.0)
+
+# --- Metrics and retention ----------------------------------------------------------------------
+# The bearer token Prometheus presents at /metrics; /metrics is off (404) while it is empty.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Defaults of the retention policies (a team's policy may set its own): days a finished job keeps its result
+# body, and its row and transitions; 0 keeps them forever. Pinned jobs and the audit trail are never purged.
+RETENTION_RESULT_DAYS = env.int("RETENTION_RESULT_DAYS", default=90)
+RETENTION_JOB_DAYS = env.int("RETENTION_JOB_DAYS", default=365)
+if min(RETENTION_RESULT_DAYS, RETENTION_JOB_DAYS) < 0:
+    raise ImproperlyConfigured("RETENTION_RESULT_DAYS and RETENTION_JOB_DAYS must be 0 (forever) or more days.")
+if RETENTION_JOB_DAYS and not 0 < RETENTION_RESULT_DAYS <= RETENTION_JOB_DAYS:
+    raise ImproperlyConfigured(
+        "RETENTION_RESULT_DAYS must be between 1 and RETENTION_JOB_DAYS: removing a job removes its result."
+    )
+# How often the purge runs (seconds), how many jobs each of its transactions removes, and the pause between
+# two of them (other writers get the tables in between).
+RETENTION_PURGE_INTERVAL = env.float("RETENTION_PURGE_INTERVAL", default=3600.0)
+RETENTION_PURGE_BATCH = env.int("RETENTION_PURGE_BATCH", default=500)
+RETENTION_PURGE_PAUSE = env.float("RETENTION_PURGE_PAUSE", default=0.05)
+if RETENTION_PURGE_INTERVAL <= 0 or RETENTION_PURGE_BATCH < 1 or RETENTION_PURGE_PAUSE < 0:
+    raise ImproperlyConfigured(
+        "RETENTION_PURGE_INTERVAL must be positive, RETENTION_PURGE_BATCH at least 1, RETENTION_PURGE_PAUSE >= 0."
+    )
 
 # --- Embedded engine ----------------------------------------------------------------------------
 OMLENGINE_ENABLED = env.bool("OMLENGINE_ENABLED", default=DEBUG)

@@ -52,6 +52,9 @@ def test_a_production_start_with_good_secrets_passes_the_checks():
         ({"CELERY_TASK_SOFT_TIME_LIMIT": "400"}, "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT"),
         ({"API_TOKEN_DEFAULT_DAYS": "400"}, "API_TOKEN_DEFAULT_DAYS must be between 1 and API_TOKEN_MAX_DAYS"),
         ({"API_TOKEN_MAX_DAYS": "0"}, "API_TOKEN_MAX_DAYS must be between 1 and 3650 days"),
+        ({"RETENTION_RESULT_DAYS": "400", "RETENTION_JOB_DAYS": "365"}, "RETENTION_RESULT_DAYS must be between 1"),
+        ({"RETENTION_JOB_DAYS": "-1"}, "RETENTION_RESULT_DAYS and RETENTION_JOB_DAYS must be 0"),
+        ({"RETENTION_PURGE_BATCH": "0"}, "RETENTION_PURGE_BATCH at least 1"),
     ],
 )
 def test_a_bad_setting_stops_the_start_naming_what_to_fix(overrides, message):

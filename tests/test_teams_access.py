@@ -153,6 +153,27 @@ def _modify(ok: int | set):
     return expect
 
 
+def _pinner(ok: int | set):
+    """Pin / unpin: the owner, the auditors of the job's team (a legal hold) and admins; visible to others but
+    refused (403); invisible is 404."""
+    oks = {ok} if isinstance(ok, int) else ok
+
+    def expect(role, job):
+        if role == "anonymous":
+            return LOGIN
+        if job not in SEES[role]:
+            return HIDDEN
+        return oks if role in ("admin", "auditor") or OWNS.get(role) == job else DENIED
+
+    return expect
+
+
+def _admins(role, job):
+    if role == "anonymous":
+        return LOGIN
+    return 200 if role == "admin" else DENIED
+
+
 def _clone(role, job):
     if role == "anonymous":
         return LOGIN
@@ -203,6 +224,10 @@ ROUTES: dict[str, Route] = {
     "jobs:clone": Route(_job_path("/jobs/{uuid}/clone/"), _clone),
     "jobs:cancel": Route(_job_path("/jobs/{uuid}/cancel/"), _modify(302), method="POST"),
     "jobs:rerun": Route(_job_path("/jobs/{uuid}/rerun/"), _modify(302), method="POST"),
+    # Pinning answers 302 back to the job page whether it pinned or said why not (already pinned).
+    "jobs:pin": Route(_job_path("/jobs/{uuid}/pin/"), _pinner(302), method="POST", data={"reason": "legal hold"}),
+    "jobs:unpin": Route(_job_path("/jobs/{uuid}/unpin/"), _pinner(302), method="POST"),
+    "jobs:storage": Route(_fixed("/storage/"), _admins, per_job=False),
     "results:result": Route(_job_path("/jobs/{uuid}/result/"), _read()),
     "results:result_raw": Route(_job_path("/jobs/{uuid}/result/raw/"), _read()),
     "results:result_download": Route(_job_path("/jobs/{uuid}/result.csv"), _read()),
@@ -254,6 +279,11 @@ ROUTES: dict[str, Route] = {
     "api:get_result": Route(_job_path("/api/v1/jobs/{uuid}/result"), _read(), api=True),
     "api:cancel_job": Route(_job_path("/api/v1/jobs/{uuid}/cancel"), _modify(409), method="POST", api=True),
     "api:rerun_job": Route(_job_path("/api/v1/jobs/{uuid}/rerun"), _modify(201), method="POST", api=True),
+    # The first pin of a job is made (201); the roles after find it pinned (409); unpinning likewise.
+    "api:pin_job": Route(
+        _job_path("/api/v1/jobs/{uuid}/pin"), _pinner({201, 409}), method="POST", api=True, data={"reason": "hold"}
+    ),
+    "api:unpin_job": Route(_job_path("/api/v1/jobs/{uuid}/pin"), _pinner({200, 409}), method="DELETE", api=True),
     "api:list_jobs": Route(_fixed("/api/v1/jobs"), _signed_in(), api=True, lists_jobs=True, per_job=False),
     "api:create_job": Route(
         _fixed("/api/v1/jobs"),
@@ -310,6 +340,8 @@ def _request(client, world: World, route: Route, role: str, job: str | None):
         headers["HTTP_AUTHORIZATION"] = f"Bearer {world.tokens[role]}"
     elif role != "anonymous":
         client.force_login(world.users[role])
+    if route.method == "DELETE":
+        return client.delete(path, **headers)
     if route.method == "POST":
         if route.api:
             return client.post(path, route.data, content_type="application/json", **headers)

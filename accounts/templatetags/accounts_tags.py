@@ -2,6 +2,7 @@ from django import template
 
 from jobs.access import can_submit as _can_submit
 from jobs.access import can_view_audit as _can_view_audit
+from jobs.access import can_view_storage as _can_view_storage
 
 register = template.Library()
 
@@ -9,6 +10,11 @@ register = template.Library()
 @register.filter
 def can_view_audit(user) -> bool:
     return _can_view_audit(user)
+
+
+@register.filter
+def can_view_storage(user) -> bool:
+    return _can_view_storage(user)
 
 
 @register.filter

@@ -22,6 +22,8 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from metrics import recorder
+
 from .errors import OMLError
 
 logger = logging.getLogger(__name__)
@@ -117,6 +119,24 @@ def _has_error_message(body: bytes) -> bool:
     except ValueError:
         return False
     return isinstance(data, dict) and "errorMessage" in data and "result" not in data
+
+
+def _send(operation: str, session: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
+    """One call to OML, counted in omlpy_oml_requests_total (each retry urllib3 made as well) and timed in
+    omlpy_oml_request_duration_seconds. The code label is the HTTP status, or "error" when none came."""
+    started = time.monotonic()
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.RequestException:
+        recorder.inc("omlpy_oml_requests_total", operation=operation, code="error")
+        recorder.observe("omlpy_oml_request_duration_seconds", time.monotonic() - started, operation=operation)
+        raise
+    recorder.observe("omlpy_oml_request_duration_seconds", time.monotonic() - started, operation=operation)
+    for retried in getattr(getattr(response.raw, "retries", None), "history", ()) or ():
+        code = str(retried.status) if retried.status else "error"
+        recorder.inc("omlpy_oml_requests_total", operation=operation, code=code)
+    recorder.inc("omlpy_oml_requests_total", operation=operation, code=str(response.status_code))
+    return response
 
 
 def _session(pool_size: int, base_url: str) -> requests.Session:
@@ -237,7 +257,7 @@ class OMLClient:
     def _grant(self, body: dict, quiet: bool = False) -> dict | None:
         url = f"{self.info.base_url.rstrip('/')}{TOKEN_PATH}"
         try:
-            response = self.session.post(url, json=body, timeout=self.timeout)
+            response = _send("token", self.session, "POST", url, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
             raise OMLError(f"Cannot reach the token endpoint: {exc.__class__.__name__}", permanent=False) from None
         if response.status_code == 200:
@@ -257,7 +277,7 @@ class OMLClient:
         raise OMLError(f"Authentication failed: {message}", permanent=permanent, http_status=response.status_code)
 
     # --- Requests ---------------------------------------------------------------------------
-    def _request(self, method: str, url: str, **kwargs) -> tuple[requests.Response, int]:
+    def _request(self, operation: str, method: str, url: str, **kwargs) -> tuple[requests.Response, int]:
         """One authenticated request; a 401 re-authenticates once and repeats it."""
         for attempt in (1, 2):
             headers = {"Authorization": f"Bearer {self.token(force=attempt == 2)}"}
@@ -267,8 +287,8 @@ class OMLClient:
                 headers["Connection"] = "close"
                 session = self._post_session
             started = time.monotonic()
-            response = session.request(
-                method, url, headers=headers, timeout=self.timeout, allow_redirects=False, **kwargs
+            response = _send(
+                operation, session, method, url, headers=headers, timeout=self.timeout, allow_redirects=False, **kwargs
             )
             latency_ms = int((time.monotonic() - started) * 1000)
             if response.status_code != 401 or attempt == 2:
@@ -281,7 +301,7 @@ class OMLClient:
         """POST a call. Never retried here: OML has no idempotency key."""
         url = self.run_url(kind_path, script, owner)
         try:
-            response, latency_ms = self._request("POST", url, data=json.dumps(body))
+            response, latency_ms = self._request("submit", "POST", url, data=json.dumps(body))
         except requests.ConnectionError as exc:
             # Refused before anything was sent is safe to try again; anything else may have reached OML.
             refused = "refused" in str(exc).lower() or "NewConnectionError" in repr(exc)
@@ -329,7 +349,7 @@ class OMLClient:
         errorMessage body: failed. Transient failures (overload answers included) raise
         OMLError(permanent=False)."""
         try:
-            response, latency_ms = self._request("GET", job_url)
+            response, latency_ms = self._request("status", "GET", job_url)
         except requests.RequestException as exc:
             raise OMLError(f"Cannot reach OML: {exc.__class__.__name__}", permanent=False) from None
         retries = getattr(getattr(response.raw, "retries", None), "history", ()) or ()
@@ -384,7 +404,10 @@ class OMLClient:
         raise self._error(response.status_code, content, latency_ms)
 
     def _open_stream(self, url: str, *, force_token: bool) -> requests.Response:
-        return self.session.get(
+        return _send(
+            "result",
+            self.session,
+            "GET",
             url,
             headers={"Authorization": f"Bearer {self.token(force=force_token)}"},
             timeout=self.timeout,
@@ -395,7 +418,7 @@ class OMLClient:
     def delete(self, job_url: str) -> int:
         """Delete a job (stopping it if running); returns the HTTP status. 404/500 mean it is already gone."""
         try:
-            response, _ = self._request("DELETE", job_url)
+            response, _ = self._request("delete", "DELETE", job_url)
         except requests.RequestException as exc:
             raise OMLError(f"Cannot reach OML: {exc.__class__.__name__}", permanent=False) from None
         if response.status_code in (200, 202, 204, 404, 500):
@@ -405,7 +428,7 @@ class OMLClient:
     def scripts(self) -> list[dict]:
         """The scripts the user may run: name, owner, description, date, script (source)."""
         try:
-            response, _ = self._request("GET", f"{self.root}/scripts")
+            response, _ = self._request("scripts", "GET", f"{self.root}/scripts")
         except requests.RequestException as exc:
             raise OMLError(f"Cannot reach OML: {exc.__class__.__name__}", permanent=False) from None
         if response.status_code != 200:

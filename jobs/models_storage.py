@@ -1,0 +1,148 @@
+"""What keeps storage bounded and operators informed: the tally of finished jobs, per-script statistics,
+retention policies and pins. Imported by jobs.models, so that Django finds them in the jobs app."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+
+class JobTally(models.Model):
+    """Finished jobs and the bytes of their stored results, per (state, connection, kind, team).
+
+    Finished jobs never change state again, so these counts move only when a job finishes (+1, in the
+    transaction of its last transition, jobs.tally) and when retention removes a result or a job (-, in the
+    transaction of the purge's batch). /metrics and the storage page read this small table instead of
+    counting a table of millions of jobs; jobs still active are counted live (few, and indexed).
+
+    `connection_id` and `team_key` are plain numbers (0: no team), not foreign keys: a row must outlive a
+    deleted team, whose jobs then count under "no team" (jobs.tally merges unknown teams there).
+    """
+
+    state = models.CharField(max_length=16)
+    connection_id = models.BigIntegerField()
+    kind = models.CharField(max_length=16)
+    team_key = models.BigIntegerField(default=0)
+    jobs = models.BigIntegerField(default=0)
+    results = models.BigIntegerField(default=0)
+    result_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["state", "connection_id", "kind", "team_key"], name="job_tally_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state} {self.kind} on {self.connection_id} (team {self.team_key}): {self.jobs}"
+
+
+class ScriptStats(models.Model):
+    """What learned polling knows of a script on a connection: its most recent successful durations in OML.
+
+    Written as each job of the script succeeds, read when the next one is submitted; kept when old jobs are
+    purged, so that polling stays as sparse after a purge as before it.
+    """
+
+    connection_id = models.BigIntegerField()
+    script_name = models.CharField(max_length=128)
+    script_owner = models.CharField(max_length=128, blank=True)
+    durations = models.JSONField(default=list, help_text="Seconds in OML of the latest runs, oldest first.")
+    runs = models.BigIntegerField(default=0, help_text="Successful runs counted since statistics began.")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection_id", "script_name", "script_owner"], name="script_stats_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.script_name} on {self.connection_id}: {self.runs} runs"
+
+
+class RetentionPolicy(models.Model):
+    """How long a team's finished jobs keep their result bodies and their rows. Empty: the deployment's
+    default (RETENTION_RESULT_DAYS, RETENTION_JOB_DAYS); 0: kept forever. Pinned jobs are always kept."""
+
+    team = models.OneToOneField("accounts.Team", on_delete=models.CASCADE, related_name="retention")
+    result_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days a finished job keeps its result body. Empty: the default; 0: forever."
+    )
+    job_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days a finished job's row and transitions are kept. Empty: the default; 0: forever.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "retention policies"
+
+    def __str__(self) -> str:
+        return f"Retention of {self.team}"
+
+    def clean(self) -> None:
+        result_days = settings.RETENTION_RESULT_DAYS if self.result_days is None else self.result_days
+        job_days = settings.RETENTION_JOB_DAYS if self.job_days is None else self.job_days
+        # A result is kept no longer than its job: removing the row removes the result with it.
+        if job_days and (result_days == 0 or result_days > job_days):
+            raise ValidationError(
+                {"job_days": f"Job rows must be kept at least as long as results ({result_days or 'forever'} days)."}
+            )
+
+
+class JobPin(models.Model):
+    """A hold on a job: it and its result are never purged while pinned. Pins and unpins are audited."""
+
+    job = models.OneToOneField("jobs.Job", on_delete=models.CASCADE, related_name="pin")
+    pinned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="job_pins"
+    )
+    pinned_by_username = models.CharField(max_length=150)
+    pinned_at = models.DateTimeField()
+    reason = models.CharField(max_length=500)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(reason=""), name="job_pin_has_reason")]
+
+    def __str__(self) -> str:
+        return f"Pin of {self.job_id} by {self.pinned_by_username}"
+
+
+class JobRollup(models.Model):
+    """What analytics needs of jobs that retention removed: per hour of creation, owner, team, connection,
+    script, kind and final state, their number, the sums of their phases, and a histogram of their durations.
+
+    Written by the purge in the transaction that deletes the rows (jobs.rollups), so that a job counts either
+    as a row or here, never both; jobs.analytics adds these to what the remaining rows say.
+    """
+
+    hour = models.DateTimeField(help_text="The hour (UTC) the jobs were created in.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    team = models.ForeignKey("accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    connection_id = models.BigIntegerField()
+    script_name = models.CharField(max_length=128)
+    kind = models.CharField(max_length=16)
+    state = models.CharField(max_length=16)
+    jobs = models.BigIntegerField(default=0)
+    queue_sum = models.FloatField(default=0.0)
+    queue_n = models.BigIntegerField(default=0)
+    oml_sum = models.FloatField(default=0.0)
+    oml_n = models.BigIntegerField(default=0)
+    fetch_sum = models.FloatField(default=0.0)
+    fetch_n = models.BigIntegerField(default=0)
+    durations = models.JSONField(
+        default=dict, help_text="Succeeded jobs' durations (finished - created) by log bucket: {index: count}."
+    )
+
+    class Meta:
+        indexes = [
+            # analytics over a window: WHERE hour >= ? AND hour < ?
+            models.Index(fields=["hour"], name="job_rollup_hour_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.jobs} {self.state} {self.script_name} at {self.hour:%Y-%m-%d %H:00}"

@@ -1,0 +1,310 @@
+"""Retention: the purge removes exactly what the policies say, never a pinned job or the audit trail, twice in a
+row changes nothing, and a purge killed midway leaves a consistent database."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from accounts.models import Membership, Team
+from jobs import lifecycle
+from jobs.audit import audit_record, audit_verify_chain
+from jobs.models import Job, JobPin, JobResult, JobResultChunk, JobTally, JobTransition, RetentionPolicy
+from jobs.pins import job_pin
+from jobs.retention import purge
+from jobs.states import TERMINAL_STATES, JobState
+from jobs.tally import tally_rows
+from metrics import recorder, store
+from metrics.models import MetricCounter
+from tests.results_support import finish_async, make_job, store_result
+from tests.stack import ROOT, wait_for
+from tests.stack import test_database_url as database_url
+
+BODY = b'{"result": [1, 2, 3]}'
+
+
+def old_job(
+    owner, *, days: float, state=JobState.SUCCEEDED, body: bytes | None = BODY, chunk_size: int | None = None, **fields
+):
+    """A finished job `days` old (created, run and stored then), made through the services."""
+    created = timezone.now() - timedelta(days=days)
+    job = make_job(owner, **fields)
+    if body is not None and state == JobState.SUCCEEDED:
+        store_result(job, body, chunk_size=chunk_size)
+        JobResult.objects.filter(job=job).update(stored_at=created + timedelta(seconds=12))
+    return finish_async(job, created=created, queue=1, oml=10, fetch=1, state=state)
+
+
+def _counters() -> dict[tuple[str, str], float]:
+    return {
+        (name, labels): value for name, labels, value in MetricCounter.objects.values_list("name", "labels", "value")
+    }
+
+
+def tally_matches_the_tables() -> bool:
+    """The tally equals a recount of the jobs and results tables."""
+    counted = Counter()
+    sized = Counter()
+    for state, connection_id, kind, team_id, n in (
+        Job.objects.filter(state__in=sorted(TERMINAL_STATES))
+        .values_list("state", "connection_id", "kind", "team_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        counted[(state, connection_id, kind, team_id)] += n
+    for state, connection_id, kind, team_id, size in (
+        JobResult.objects.values_list("job__state", "job__connection_id", "job__kind", "job__team_id")
+        .annotate(size=Sum("size_bytes"))
+        .order_by()
+    ):
+        sized[(state, connection_id, kind, team_id)] += size
+    tallied = {
+        (r.state, r.connection_id, r.kind, r.team_id): r
+        for r in tally_rows(set(Team.objects.values_list("pk", flat=True)))
+    }
+    return {key: row.jobs for key, row in tallied.items() if row.jobs} == dict(counted) and {
+        key: row.result_bytes for key, row in tallied.items() if row.result_bytes
+    } == dict(sized)
+
+
+@pytest.fixture
+def policies(settings):
+    settings.RETENTION_RESULT_DAYS = 30
+    settings.RETENTION_JOB_DAYS = 90
+    settings.RETENTION_PURGE_BATCH = 2
+    settings.RETENTION_PURGE_PAUSE = 0
+    settings.JOBS_POLL_STRATEGY = "learned"
+    forever = Team.objects.create(name="Keep forever")
+    short = Team.objects.create(name="Short")
+    RetentionPolicy.objects.create(team=forever, result_days=0, job_days=0)
+    RetentionPolicy.objects.create(team=short, result_days=1, job_days=10)
+    return {"forever": forever, "short": short}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_over_mixed_ages_and_pins_removes_exactly_the_expected_ones_and_a_second_changes_nothing(
+    policies, make_user, client
+):
+    # What earlier tests of this process counted and never flushed is not this test's.
+    recorder.drain()
+    owner = make_user("owner")
+    keeper = make_user("keeper")
+    Membership.objects.create(user=keeper, team=policies["forever"], role=Membership.Role.ANALYST)
+    shorty = make_user("shorty")
+    Membership.objects.create(user=shorty, team=policies["short"], role=Membership.Role.ANALYST)
+    jobs = {
+        "fresh": old_job(owner, days=5),
+        "mid": old_job(owner, days=45),
+        "old": old_job(owner, days=120),
+        "old_failed": old_job(owner, days=120, state=JobState.FAILED),
+        "old_pinned": old_job(owner, days=120),
+        "mid_pinned": old_job(owner, days=45),
+        "forever_old": old_job(keeper, days=400, team=policies["forever"]),
+        "short_mid": old_job(shorty, days=5, team=policies["short"]),
+        "short_old": old_job(shorty, days=20, team=policies["short"]),
+        # Three runs of one script, all old: learned polling must still know it after they are gone.
+        **{f"learned_{i}": old_job(owner, days=100 + i, script="learned_script") for i in range(3)},
+    }
+    queued_long_ago = make_job(owner)
+    Job.objects.filter(pk=queued_long_ago.pk).update(created_at=timezone.now() - timedelta(days=300))
+    child = old_job(owner, days=2, parent=jobs["old"])
+    for name in ("old_pinned", "mid_pinned"):
+        job_pin(job=jobs[name], actor=owner, reason="legal hold")
+    audit_record(action="submit", actor=owner, target_type="job", target_id=str(jobs["old"].uuid))
+    store.flush()
+    counted_before = _counters()
+    transitions_counted = sum(
+        value for (name, _), value in counted_before.items() if name == "omlpy_job_transitions_total"
+    )
+    assert transitions_counted == JobTransition.objects.count()
+    assert tally_matches_the_tables()
+
+    out = io.StringIO()
+    call_command("jobs_purge", "--dry-run", stdout=out)
+    expected_results = {"mid", "short_mid"}
+    expected_jobs = {"old", "old_failed", "short_old", "learned_0", "learned_1", "learned_2"}
+    # Results past their retention go first (those of rows about to go too: five, the failed job had none).
+    assert (
+        out.getvalue()
+        .strip()
+        .endswith(f"Would remove 7 result bodies ({7 * len(BODY)} bytes) and {len(expected_jobs)} jobs.")
+    ), out.getvalue()
+    assert Job.objects.count() == len(jobs) + 2  # the dry run removed nothing
+
+    report = purge()
+    assert (report.results, report.jobs, report.result_bytes) == (7, len(expected_jobs), 7 * len(BODY))
+    assert report.batches >= 4  # two per batch: the work really was cut in batches
+
+    left = set(Job.objects.values_list("uuid", flat=True))
+    for name, job in jobs.items():
+        assert (job.uuid in left) == (name not in expected_jobs), name
+    assert queued_long_ago.uuid in left
+    child.refresh_from_db()
+    assert child.parent_id is None  # its parent was removed, the re-run stays
+    with_result = set(JobResult.objects.values_list("job__uuid", flat=True))
+    for name in ("fresh", "old_pinned", "mid_pinned", "forever_old"):
+        assert jobs[name].uuid in with_result, name
+    for name in expected_results:
+        job = Job.objects.get(pk=jobs[name].pk)
+        assert job.uuid not in with_result
+        assert job.result_purged_at is not None
+        assert JobTransition.objects.filter(job=job).count() == 4  # the row and its timeline stay
+    assert not JobResultChunk.objects.exclude(result__in=JobResult.objects.all()).exists()
+    assert not JobTransition.objects.filter(job__isnull=True).exists()
+    assert tally_matches_the_tables()
+
+    # The audit trail is whole, and still names the purged job.
+    assert audit_verify_chain().ok
+    call_command("audit_verify", stdout=io.StringIO())
+    from jobs.models import AuditEntry
+
+    assert AuditEntry.objects.filter(target_id=str(jobs["old"].uuid), action="submit").exists()
+
+    # Counters never go down with the rows: transitions counted stay as they were; the purge is counted.
+    store.flush()
+    counted_after = _counters()
+    assert (
+        sum(v for (name, _), v in counted_after.items() if name == "omlpy_job_transitions_total") == transitions_counted
+    )
+    assert counted_after[("omlpy_purged_total", '{"what":"jobs"}')] == len(expected_jobs)
+
+    # Learned polling still knows the script whose every run was purged.
+    new = make_job(owner, script="learned_script")
+    expected = lifecycle.expectation_for(Job.objects.select_related("connection").get(pk=new.pk))
+    assert expected is not None
+    assert expected.median == pytest.approx(10, rel=0.01)
+
+    # Twice in a row changes nothing.
+    snapshot = (
+        set(Job.objects.values_list("pk", "result_purged_at")),
+        set(JobResult.objects.values_list("pk", flat=True)),
+        set(JobTally.objects.values_list("state", "connection_id", "kind", "team_key", "jobs", "result_bytes")),
+    )
+    again = purge()
+    assert (again.results, again.jobs) == (0, 0)
+    assert snapshot == (
+        set(Job.objects.values_list("pk", "result_purged_at")),
+        set(JobResult.objects.values_list("pk", flat=True)),
+        set(JobTally.objects.values_list("state", "connection_id", "kind", "team_key", "jobs", "result_bytes")),
+    )
+
+    # The job page says so, and its downloads answer 410 Gone.
+    client.force_login(owner)
+    mid = jobs["mid"]
+    assert "removed by retention" in client.get(f"/jobs/{mid.uuid}/").content.decode()
+    assert "Result removed by retention" in client.get(f"/jobs/{mid.uuid}/result/").content.decode()
+    for path in (f"/jobs/{mid.uuid}/result.csv", f"/jobs/{mid.uuid}/result.json", f"/jobs/{mid.uuid}/result/raw/"):
+        assert client.get(path).status_code == 410, path
+    api = client.get(f"/api/v1/jobs/{mid.uuid}/result")
+    assert api.status_code == 410
+    assert "retention" in api.json()["detail"]
+    assert client.get(f"/api/v1/jobs/{mid.uuid}").json()["result_purged_at"] is not None
+
+
+def _consistent() -> list[str]:
+    problems = []
+    for job in Job.objects.filter(state=JobState.SUCCEEDED):
+        result = JobResult.objects.filter(job=job).first()
+        if result is None and job.result_purged_at is None:
+            problems.append(f"{job.pk}: no result and not marked purged")
+        if result is not None and JobResultChunk.objects.filter(result=result).count() != result.chunk_count:
+            problems.append(f"{job.pk}: a result with missing chunks")
+    if JobResultChunk.objects.exclude(result__in=JobResult.objects.all()).exists():
+        problems.append("chunks without a result")
+    if not tally_matches_the_tables():
+        problems.append("the tally differs from the tables")
+    return problems
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_killed_midway_leaves_a_consistent_database_and_the_next_one_finishes_it(make_user, settings):
+    owner = make_user("owner")
+    # Three chunks each: a batch that died half-way through a result would show.
+    for _ in range(8):
+        old_job(owner, days=400, body=b"x" * 3000, chunk_size=1000)
+    assert _consistent() == []
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "RETENTION_RESULT_DAYS": "30",
+        "RETENTION_JOB_DAYS": "90",
+        "RETENTION_PURGE_BATCH": "1",
+        "RETENTION_PURGE_PAUSE": "0.25",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "jobs_purge"], cwd=ROOT, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: JobResult.objects.count() <= 6, timeout=30, interval=0.05, what="the purge to start")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert 0 < JobResult.objects.count() < 8 or Job.objects.count() < 8, "the purge was not caught midway"
+    assert _consistent() == []
+
+    settings.RETENTION_RESULT_DAYS, settings.RETENTION_JOB_DAYS = 30, 90
+    settings.RETENTION_PURGE_PAUSE = 0
+    purge()
+    assert Job.objects.count() == 0
+    assert JobResult.objects.count() == JobResultChunk.objects.count() == JobTransition.objects.count() == 0
+    assert _consistent() == []
+    assert sum(row.jobs for row in tally_rows(set())) == 0
+    assert not JobPin.objects.exists()
+
+
+@pytest.mark.django_db
+def test_analytics_say_the_same_after_the_jobs_they_count_are_purged(client, analyst, settings):
+    from datetime import UTC, datetime
+
+    settings.RETENTION_RESULT_DAYS, settings.RETENTION_JOB_DAYS = 30, 90
+    settings.RETENTION_PURGE_PAUSE = 0
+    day1, day2 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC), datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
+    timings = [(1, 8, 1), (2, 16, 2), (3, 24, 3), (4, 32, 4), (10, 80, 10)]
+    made = [
+        finish_async(make_job(analyst, script="alpha"), created=day1 + timedelta(minutes=i), queue=q, oml=o, fetch=f)
+        for i, (q, o, f) in enumerate(timings)
+    ]
+    finish_async(make_job(analyst, script="beta"), created=day2, queue=1, oml=5, fetch=1)
+    for state in (JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED):
+        finish_async(make_job(analyst, script="alpha"), created=day1, queue=1, oml=3, fetch=0, state=state)
+    # One job stays, pinned: the figures then come from rows and rollups together.
+    job_pin(job=made[2], actor=analyst, reason="kept")
+    client.force_login(analyst)
+    window = "created_from=2026-03-10&created_to=2026-03-11"
+
+    def figures() -> dict:
+        return {
+            chart: client.get(f"/analytics/{chart}.json?{window}").json() for chart in ("trend", "phases", "outcomes")
+        }
+
+    before = figures()
+    report = purge()
+    assert report.jobs == 8
+    assert Job.objects.count() == 1
+    after = figures()
+    assert after["outcomes"] == before["outcomes"]
+    assert after["phases"]["days"] == before["phases"]["days"]
+    assert after["phases"]["jobs"] == before["phases"]["jobs"] == [5, 1]
+    for phase in ("queue", "oml", "fetch"):
+        assert after["phases"][phase] == pytest.approx(before["phases"][phase])
+    assert after["trend"]["days"] == before["trend"]["days"]
+    series_before = {(s["script"], s["percentile"]): s["values"] for s in before["trend"]["series"]}
+    series_after = {(s["script"], s["percentile"]): s["values"] for s in after["trend"]["series"]}
+    assert series_before[("alpha", "p50")] == [30.0, None]
+    assert series_after.keys() == series_before.keys()
+    for key, values in series_before.items():
+        for old, new in zip(values, series_after[key], strict=True):
+            assert (old is None and new is None) or new == pytest.approx(old, rel=0.03), key
+    page = client.get(f"/analytics/?{window}").content.decode()
+    assert "alpha" in page
