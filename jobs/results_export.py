@@ -1,8 +1,10 @@
-"""Result downloads: CSV produced row by row while it is sent, XLSX written to a temporary file.
+"""Result downloads: CSV produced row by row while it is sent, XLSX written to a temporary file, Parquet row
+group by row group (jobs.results_parquet).
 
-Both read the stored body incrementally (jobs.results), so memory does not grow with a result's size. The
+All read the stored body incrementally (jobs.results), so memory does not grow with a result's size. The
 rows are those of jobs.results.iter_rows: group-apply rows carry the group label as their first column,
-index-apply rows their 1-based index, object leaves their JSON Pointer path.
+index-apply rows their 1-based index, object leaves their JSON Pointer path. The pages and the API answer
+with the same download_response, so that both send the same bytes.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
+from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from .results import MISSING, Source, cell_text, iter_rows, table_header, table_values
+from .results import MISSING, Source, cell_text, iter_rows, result_source, shape_of, table_header, table_values
+from .results_parquet import PARQUET_CONTENT_TYPE, parquet_chunks
 
 CSV_FLUSH_BYTES = 64 * 1024
 XLSX_MAX_ROWS = 1_048_576  # Excel's rows per sheet, header included
 XLSX_MAX_TEXT = 32_767  # Excel's characters per cell
 XLSX_MAX_EXACT_INT = 2**53  # Excel keeps numbers as doubles
+DOWNLOAD_FORMATS = ("json", "csv", "xlsx", "parquet")
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def download_filename(job, extension: str) -> str:
@@ -96,3 +103,24 @@ def xlsx_file(source: Source, shape: str) -> IO[bytes]:
     workbook.save(out)
     out.seek(0)
     return out
+
+
+def download_response(job, result, fmt: str) -> HttpResponseBase:
+    """`result` of `job` as an attachment in one of DOWNLOAD_FORMATS; JSON is the body exactly as received."""
+    source = result_source(result)
+    response: HttpResponseBase
+    if fmt == "json":
+        response = StreamingHttpResponse(source(), content_type=result.content_type or "application/json")
+        response["Content-Length"] = str(result.size_bytes)
+    elif fmt == "csv":
+        response = StreamingHttpResponse(csv_chunks(source, shape_of(result)), content_type="text/csv; charset=utf-8")
+    elif fmt == "xlsx":
+        response = FileResponse(xlsx_file(source, shape_of(result)), content_type=XLSX_CONTENT_TYPE)
+    elif fmt == "parquet":
+        response = StreamingHttpResponse(parquet_chunks(source, shape_of(result)), content_type=PARQUET_CONTENT_TYPE)
+    else:
+        raise ValueError(f"unknown download format {fmt!r}")
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=download_filename(job, fmt)
+    )
+    return response
