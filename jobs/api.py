@@ -13,7 +13,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
+from ninja import Field, Header, NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
@@ -21,7 +21,7 @@ from pydantic import field_validator
 
 from omlpy_dashboard.outage import DATABASE_ERRORS, database_unavailable
 
-from . import access, selectors, services
+from . import access, idempotency, selectors, services
 from .api_docs import VendoredSwagger
 from .audit import audit_record
 from .models import Connection, Job
@@ -156,6 +156,7 @@ class JobOut(Schema):
     oml_result_url: str
     last_error: str
     poll_count: int
+    oml_elapsed_seconds: float | None = Field(None, description="OML's elapsedTime at the last status poll.")
     parent: UUID | None
     script_sha256: str
     created_at: datetime
@@ -201,6 +202,7 @@ def _job_out(job: Job, *, detail: bool = False) -> dict:
         "oml_result_url": job.oml_result_url,
         "last_error": job.last_error,
         "poll_count": job.poll_count,
+        "oml_elapsed_seconds": job.oml_elapsed_seconds,
         "parent": job.parent.uuid if job.parent_id and job.parent else None,
         "script_sha256": job.script_sha256,
         "created_at": job.created_at,
@@ -234,10 +236,30 @@ def _job_out(job: Job, *, detail: bool = False) -> dict:
 jobs_router = Router(tags=["jobs"])
 
 
-@jobs_router.post("", response={201: JobOut}, summary="Submit a job")
-def create_job(request, payload: JobIn):
+IDEMPOTENCY_KEY_HELP = (
+    "Any 1-255 visible ASCII characters. A repeat with the same key within a day answers 200 with the job the "
+    "first request created instead of creating another; the same key with a different request answers 422."
+)
+
+
+@jobs_router.post("", response={200: JobOut, 201: JobOut}, summary="Submit a job")
+def create_job(
+    request,
+    payload: JobIn,
+    idempotency_key: str | None = Header(
+        None, alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$", description=IDEMPOTENCY_KEY_HELP
+    ),
+):
     if not access.can_submit(request.user):
         raise HttpError(403, "Your role is read-only: it cannot submit jobs.")
+    if idempotency_key is not None:
+        try:
+            job, created = idempotency.job_create_once(
+                owner=request.user, key=idempotency_key, data=payload.dict(exclude_unset=True), request=request
+            )
+        except idempotency.IdempotencyKeyReusedError as exc:
+            raise HttpError(422, str(exc)) from None
+        return Status(201 if created else 200, _job_out(job))
     spec = services.parse_job_request(payload.dict(exclude_unset=True))
     # The created instance already holds its owner and connection and has no parent: no need to read it back.
     return Status(201, _job_out(services.job_create(owner=request.user, spec=spec, request=request)))
@@ -362,3 +384,10 @@ def list_scripts(request, connection_id: int = Path(..., ge=1, le=MAX_ID)):
 
 api.add_router("/jobs", jobs_router)
 api.add_router("/connections", connections_router)
+
+
+# Operations for scripts and the command line; imported last, as they use the schemas above.
+from .api_extra import jobs_extra_router, whoami_router  # noqa: E402
+
+api.add_router("/jobs", jobs_extra_router)
+api.add_router("/whoami", whoami_router)
