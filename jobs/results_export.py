@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import IO, Any
+from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
 
 from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.writer.excel import ExcelWriter
 
 from .results import MISSING, Source, cell_text, iter_rows, result_source, shape_of, table_header, table_values
 from .results_parquet import PARQUET_CONTENT_TYPE, parquet_chunks
@@ -78,11 +83,37 @@ def _xlsx_cell(sheet, value: Any):
     return cell
 
 
-def xlsx_file(source: Source, shape: str) -> IO[bytes]:
+class _DatedZipFile(ZipFile):
+    """A ZIP archive whose entries all carry one date, rather than the time they were written."""
+
+    def __init__(self, file: IO[bytes], date_time: tuple[int, int, int, int, int, int]):
+        super().__init__(file, "w", ZIP_DEFLATED, allowZip64=True)
+        self.date_time = date_time
+
+    def _entry(self, name: str) -> ZipInfo:
+        entry = ZipInfo(name, date_time=self.date_time)
+        entry.compress_type = self.compression
+        entry.external_attr = 0o600 << 16
+        return entry
+
+    def writestr(self, zinfo_or_arcname, data, compress_type=None, compresslevel=None):
+        if not isinstance(zinfo_or_arcname, ZipInfo):
+            zinfo_or_arcname = self._entry(zinfo_or_arcname)
+        super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
+
+    def write(self, filename, arcname=None, compress_type=None, compresslevel=None):
+        entry = self._entry(arcname or os.path.basename(filename))
+        entry.file_size = os.path.getsize(filename)
+        with open(filename, "rb") as source, self.open(entry, "w") as target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+
+
+def xlsx_file(source: Source, shape: str, stamp: datetime | None = None) -> IO[bytes]:
     """The body as an XLSX workbook in an anonymous temporary file (removed when closed), positioned at 0.
 
     openpyxl's write-only mode streams rows to disk. Beyond Excel's row limit, rows continue on further
-    sheets ("result 2", ...), each with the header.
+    sheets ("result 2", ...), each with the header. The workbook and its ZIP entries are dated `stamp` (when
+    the result was stored), so that the same result always gives the same bytes, whoever downloads it.
     """
     header = table_header(source, shape)
     workbook = Workbook(write_only=True)
@@ -100,7 +131,10 @@ def xlsx_file(source: Source, shape: str) -> IO[bytes]:
     if sheet is None:
         workbook.create_sheet("result").append(header.names)
     out = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - handed to the response, which closes it
-    workbook.save(out)
+    when = (stamp or datetime(1980, 1, 1, tzinfo=UTC)).astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    workbook.properties.created = workbook.properties.modified = when
+    # openpyxl's own save (save_workbook) dates the workbook and its entries now.
+    ExcelWriter(workbook, _DatedZipFile(out, when.timetuple()[:6])).save()
     out.seek(0)
     return out
 
@@ -115,7 +149,7 @@ def download_response(job, result, fmt: str) -> HttpResponseBase:
     elif fmt == "csv":
         response = StreamingHttpResponse(csv_chunks(source, shape_of(result)), content_type="text/csv; charset=utf-8")
     elif fmt == "xlsx":
-        response = FileResponse(xlsx_file(source, shape_of(result)), content_type=XLSX_CONTENT_TYPE)
+        response = FileResponse(xlsx_file(source, shape_of(result), result.stored_at), content_type=XLSX_CONTENT_TYPE)
     elif fmt == "parquet":
         response = StreamingHttpResponse(parquet_chunks(source, shape_of(result)), content_type=PARQUET_CONTENT_TYPE)
     else:

@@ -3,9 +3,10 @@ with changes, compare, whoami, and the result in every download format, the same
 
 from __future__ import annotations
 
+import io
 import json
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 import requests
@@ -223,6 +224,22 @@ def test_the_api_download_is_the_same_bytes_as_the_page_download(client, analyst
     assert from_api["Content-Type"] == from_page["Content-Type"]
     assert f"group_count-{job.uuid}.{fmt}" in from_api["Content-Disposition"]
     assert AuditEntry.objects.filter(action="result_download", details__via="api", details__format=fmt).exists()
+
+
+@pytest.mark.django_db
+def test_an_xlsx_download_is_dated_when_the_result_was_stored_so_its_bytes_never_change(client, analyst, bearer):
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    job = succeeded_job_with_result(analyst, GROUPS, kind=JobKind.GROUP_APPLY, script="group_count")
+    stored = job.result.stored_at.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    body = _body(client.get(f"/api/v1/jobs/{job.uuid}/result.xlsx", **bearer))
+    entries = zipfile.ZipFile(io.BytesIO(body)).infolist()
+    # ZIP dates count seconds in twos.
+    assert {entry.date_time for entry in entries} == {(*stored.timetuple()[:5], stored.second // 2 * 2)}
+    properties = load_workbook(io.BytesIO(body), read_only=True).properties
+    assert (properties.created, properties.modified) == (stored, stored)
 
 
 @pytest.mark.django_db
