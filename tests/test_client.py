@@ -76,6 +76,8 @@ def test_jobs_reads_every_page_through_the_cursor_with_the_history_filters(clien
     assert [job.id for job in client.jobs(limit=3, page_size=2)] == listed[:3]
     assert list(client.jobs(kind="do_eval")) == []
     assert len(list(client.jobs(owner="analyst", script="timer", connection="Embedded engine"))) == 5
+    assert len(list(client.jobs(since="2000-01-01", until="2100-01-01T00:00:00Z"))) == 5
+    assert list(client.jobs(until="2000-01-01")) == []
 
 
 def test_errors_are_exceptions_that_say_what_the_server_said(client, live):

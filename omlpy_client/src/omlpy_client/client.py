@@ -77,8 +77,15 @@ class Script(TypedDict):
 
 
 def _iso(value: datetime | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
+    """A time for the API; one without a zone is the local time."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return value  # the server says what is wrong with it
+        return _iso(moment)
+    if value is None:
+        return None
     if value.tzinfo is None:
         value = value.astimezone()  # a naive time is the local time
     return value.isoformat()
