@@ -174,7 +174,7 @@ def test_a_submission_retried_after_a_timeout_runs_the_job_once(omlpy):
         status, headers, content = forward(omlpy.url, handler, body)
         if handler.command == "POST" and not held:
             held.append(True)
-            time.sleep(3)  # the client has given up on this answer by now (OMLPY_TIMEOUT=1)
+            time.sleep(2)  # the client has given up on this answer by now (OMLPY_TIMEOUT=1)
         return status, headers, content
 
     with StandIn(answer).running() as proxy:
@@ -182,8 +182,8 @@ def test_a_submission_retried_after_a_timeout_runs_the_job_once(omlpy):
                      env={"OMLPY_URL": proxy.url, "OMLPY_TIMEOUT": "1"})  # fmt: skip
     assert done.returncode == 0, done.stderr
     posts = [r for r in proxy.requests if r.method == "POST"]
-    assert len(posts) == 2
-    assert posts[0].headers["Idempotency-Key"] == posts[1].headers["Idempotency-Key"]
+    assert len(posts) >= 2  # the one held, and the retry (more if the server was slow to answer it too)
+    assert len({post.headers["Idempotency-Key"] for post in posts}) == 1
     assert [str(job.uuid) for job in Job.objects.all()] == [done.stdout.strip()]
     assert IdempotencyKey.objects.get().key == posts[0].headers["Idempotency-Key"]
 
