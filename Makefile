@@ -15,7 +15,7 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-engine.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-engine.txt requirements-dev.txt omlpy_client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt

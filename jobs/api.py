@@ -13,7 +13,7 @@ from uuid import UUID
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, StreamingHttpResponse
-from ninja import Field, NinjaAPI, Path, Query, Router, Schema, Status
+from ninja import Field, Header, NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
@@ -21,7 +21,7 @@ from ninja.security import HttpBearer, django_auth
 from omlpy_dashboard.outage import DATABASE_ERRORS, database_unavailable
 from omlpy_dashboard.refusals import body_too_large_message
 
-from . import access, api_schema, selectors, services, specs
+from . import access, api_schema, idempotency, selectors, services, specs
 from .api_docs import VendoredSwagger
 from .api_schema import JobFilters, refusals, request_object
 from .audit import audit_record
@@ -194,6 +194,7 @@ class JobOut(Schema):
     oml_result_url: str
     last_error: str
     poll_count: int
+    oml_elapsed_seconds: float | None = Field(None, description="OML's elapsedTime at the last status poll.")
     parent: UUID | None
     script_sha256: str
     created_at: datetime
@@ -241,6 +242,7 @@ def _job_out(job: Job, *, detail: bool = False) -> dict:
         "oml_result_url": job.oml_result_url,
         "last_error": job.last_error,
         "poll_count": job.poll_count,
+        "oml_elapsed_seconds": job.oml_elapsed_seconds,
         "parent": job.parent.uuid if job.parent_id and job.parent else None,
         "script_sha256": job.script_sha256,
         "created_at": job.created_at,
@@ -279,12 +281,18 @@ def _job_out(job: Job, *, detail: bool = False) -> dict:
 jobs_router = Router(tags=["jobs"])
 
 
+IDEMPOTENCY_KEY_HELP = (
+    "Any 1-255 visible ASCII characters. A repeat with the same key within a day answers 200 with the job the "
+    "first request created instead of creating another; the same key with a different request answers 422."
+)
+
+
 @jobs_router.post(
     "",
-    response={201: JobOut, **refusals(400, 403, 404, 413)},
+    response={200: JobOut, 201: JobOut, **refusals(400, 403, 404, 413, 422)},
     summary="Submit a job",
     description="Checked by the same rules and limits as the compose form. 404: the connection named does not "
-    "exist. 413: the body is larger than the server takes.",
+    "exist. 413: the body is larger than the server takes. 422: the Idempotency-Key was used for another request.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -292,11 +300,25 @@ jobs_router = Router(tags=["jobs"])
         }
     },
 )
-def create_job(request):
+def create_job(
+    request,
+    idempotency_key: str | None = Header(
+        None, alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$", description=IDEMPOTENCY_KEY_HELP
+    ),
+):
     refusal = access.submit_refusal(request.user)
     if refusal is not None:
         raise HttpError(403, refusal)
-    spec = services.parse_job_request(request_object(request), user=request.user)
+    data = request_object(request)
+    if idempotency_key is not None:
+        try:
+            job, created = idempotency.job_create_once(
+                owner=request.user, key=idempotency_key, data=data, request=request
+            )
+        except idempotency.IdempotencyKeyReusedError as exc:
+            raise HttpError(422, str(exc)) from None
+        return Status(201 if created else 200, _job_out(job))
+    spec = services.parse_job_request(data, user=request.user)
     # The created instance already holds its owner and connection and has no parent: no need to read it back.
     return Status(201, _job_out(services.job_create(owner=request.user, spec=spec, request=request)))
 
@@ -447,3 +469,10 @@ def list_scripts(request, connection_id: int = Path(..., ge=1, le=MAX_ID)):
 
 api.add_router("/jobs", jobs_router)
 api.add_router("/connections", connections_router)
+
+
+# Operations for scripts and the command line; imported last, as they use the schemas above.
+from .api_extra import jobs_extra_router, whoami_router  # noqa: E402
+
+api.add_router("/jobs", jobs_extra_router)
+api.add_router("/whoami", whoami_router)

@@ -11,6 +11,7 @@ from .states import ACTIVE_STATES, TERMINAL_STATES, JobKind, JobState, ServiceLe
 __all__ = [
     "AuditEntry",
     "Connection",
+    "IdempotencyKey",
     "Job",
     "JobKind",
     "JobPin",
@@ -319,6 +320,26 @@ class JobResultChunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.seq} of result {self.result_id}"
+
+
+class IdempotencyKey(models.Model):
+    """The `Idempotency-Key` a user sent with a submission and the job it created: a repeat with the same key
+    within a day answers that job instead of creating another (jobs.idempotency)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_sha256 = models.CharField(max_length=64, help_text="The submitted request, to refuse a reused key.")
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Also the index of the one lookup: WHERE owner_id = ? AND key = ?
+            models.UniqueConstraint(fields=["owner", "key"], name="idempotency_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> job {self.job_id}"
 
 
 class AuditEntryImmutableError(Exception):

@@ -1,32 +1,43 @@
-"""Result downloads: CSV produced row by row while it is sent, XLSX written to a temporary file.
+"""Result downloads: CSV produced row by row while it is sent, XLSX written to a temporary file, Parquet row
+group by row group (jobs.results_parquet).
 
-Both read the stored body incrementally (jobs.results), so memory does not grow with a result's size. The
+All read the stored body incrementally (jobs.results), so memory does not grow with a result's size. The
 rows are those of jobs.results.iter_rows: group-apply rows carry the group label as their first column,
 index-apply rows their 1-based index, object leaves their JSON Pointer path. Text a spreadsheet would run as a
 formula, in cells and in column names alike, is made inert by jobs.spreadsheet.formula_safe; numbers stay
-numbers.
+numbers. The pages and the API answer with the same download_response, so that both send the same bytes.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import IO, Any
+from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
 
+from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.writer.excel import ExcelWriter
 
-from .results import MISSING, Source, cell_text, iter_rows, table_header, table_values
+from .results import MISSING, Source, cell_text, iter_rows, result_source, shape_of, table_header, table_values
+from .results_parquet import PARQUET_CONTENT_TYPE, parquet_chunks
 from .spreadsheet import formula_safe
 
 CSV_FLUSH_BYTES = 64 * 1024
 XLSX_MAX_ROWS = 1_048_576  # Excel's rows per sheet, header included
 XLSX_MAX_TEXT = 32_767  # Excel's characters per cell
 XLSX_MAX_EXACT_INT = 2**53  # Excel keeps numbers as doubles
+DOWNLOAD_FORMATS = ("json", "csv", "xlsx", "parquet")
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def download_filename(job, extension: str) -> str:
@@ -91,11 +102,37 @@ def _xlsx_header(sheet, names: list[str]) -> list[WriteOnlyCell]:
     return [_text_cell(sheet, formula_safe(name)) for name in names]
 
 
-def xlsx_file(source: Source, shape: str) -> IO[bytes]:
+class _DatedZipFile(ZipFile):
+    """A ZIP archive whose entries all carry one date, rather than the time they were written."""
+
+    def __init__(self, file: IO[bytes], date_time: tuple[int, int, int, int, int, int]):
+        super().__init__(file, "w", ZIP_DEFLATED, allowZip64=True)
+        self.date_time = date_time
+
+    def _entry(self, name: str) -> ZipInfo:
+        entry = ZipInfo(name, date_time=self.date_time)
+        entry.compress_type = self.compression
+        entry.external_attr = 0o600 << 16
+        return entry
+
+    def writestr(self, zinfo_or_arcname, data, compress_type=None, compresslevel=None):
+        if not isinstance(zinfo_or_arcname, ZipInfo):
+            zinfo_or_arcname = self._entry(zinfo_or_arcname)
+        super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
+
+    def write(self, filename, arcname=None, compress_type=None, compresslevel=None):
+        entry = self._entry(arcname or os.path.basename(filename))
+        entry.file_size = os.path.getsize(filename)
+        with open(filename, "rb") as source, self.open(entry, "w") as target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+
+
+def xlsx_file(source: Source, shape: str, stamp: datetime | None = None) -> IO[bytes]:
     """The body as an XLSX workbook in an anonymous temporary file (removed when closed), positioned at 0.
 
     openpyxl's write-only mode streams rows to disk. Beyond Excel's row limit, rows continue on further
-    sheets ("result 2", ...), each with the header.
+    sheets ("result 2", ...), each with the header. The workbook and its ZIP entries are dated `stamp` (when
+    the result was stored), so that the same result always gives the same bytes, whoever downloads it.
     """
     header = table_header(source, shape)
     workbook = Workbook(write_only=True)
@@ -114,6 +151,30 @@ def xlsx_file(source: Source, shape: str) -> IO[bytes]:
         sheet = workbook.create_sheet("result")
         sheet.append(_xlsx_header(sheet, header.names))
     out = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 - handed to the response, which closes it
-    workbook.save(out)
+    when = (stamp or datetime(1980, 1, 1, tzinfo=UTC)).astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    workbook.properties.created = workbook.properties.modified = when
+    # openpyxl's own save (save_workbook) dates the workbook and its entries now.
+    ExcelWriter(workbook, _DatedZipFile(out, when.timetuple()[:6])).save()
     out.seek(0)
     return out
+
+
+def download_response(job, result, fmt: str) -> HttpResponseBase:
+    """`result` of `job` as an attachment in one of DOWNLOAD_FORMATS; JSON is the body exactly as received."""
+    source = result_source(result)
+    response: HttpResponseBase
+    if fmt == "json":
+        response = StreamingHttpResponse(source(), content_type=result.content_type or "application/json")
+        response["Content-Length"] = str(result.size_bytes)
+    elif fmt == "csv":
+        response = StreamingHttpResponse(csv_chunks(source, shape_of(result)), content_type="text/csv; charset=utf-8")
+    elif fmt == "xlsx":
+        response = FileResponse(xlsx_file(source, shape_of(result), result.stored_at), content_type=XLSX_CONTENT_TYPE)
+    elif fmt == "parquet":
+        response = StreamingHttpResponse(parquet_chunks(source, shape_of(result)), content_type=PARQUET_CONTENT_TYPE)
+    else:
+        raise ValueError(f"unknown download format {fmt!r}")
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=download_filename(job, fmt)
+    )
+    return response

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import connection as db_connection
@@ -222,6 +223,36 @@ def job_rerun(*, job: Job, actor, request=None) -> Job:
     granted to `actor` (jobs.access.ConnectionDenied otherwise)."""
     spec = parse_job_request(spec_as_request(job), user=actor)
     return job_create(owner=actor, spec=spec, parent=job, request=request, action="rerun")
+
+
+def job_clone(*, job: Job, actor, changes: Mapping[str, Any], request=None) -> Job:
+    """A new job with `job`'s request changed by `changes`, linked to it as its parent.
+
+    A field in `changes` replaces the original's (null clears it). `parameters` is merged into the original's
+    key by key, a key set to null removing it, as a JSON Merge Patch (RFC 7396) does. Raises ValidationError
+    when the changed request is not valid.
+    """
+    data = spec_as_request(job)
+    for name, value in changes.items():
+        if name == "parameters" and isinstance(value, dict):
+            data[name] = _merge_patch(dict(job.parameters or {}), value)
+        else:
+            # Anything else, a non-object `parameters` included, is left for parse_job_request to judge.
+            data[name] = value
+    return job_create(
+        owner=actor, spec=parse_job_request(data, user=actor), parent=job, request=request, action="clone"
+    )
+
+
+def _merge_patch(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            target[key] = _merge_patch(dict(target[key]), value)
+        else:
+            target[key] = value
+    return target
 
 
 def job_cancel(*, job: Job, actor, request=None) -> bool:

@@ -9,7 +9,7 @@ urlpatterns = [
     path("jobs/<uuid:job_uuid>/result/", views_results.result_view, name="result"),
     path("jobs/<uuid:job_uuid>/result/raw/", views_results.result_raw, name="result_raw"),
     re_path(
-        r"^jobs/(?P<job_uuid>[0-9a-fA-F-]{36})/result\.(?P<fmt>json|csv|xlsx)$",
+        r"^jobs/(?P<job_uuid>[0-9a-fA-F-]{36})/result\.(?P<fmt>json|csv|xlsx|parquet)$",
         views_results.result_download,
         name="result_download",
     ),

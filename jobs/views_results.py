@@ -4,9 +4,8 @@ jobs.results, jobs.results_export, jobs.results_compare and jobs.analytics."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpResponseGone, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponseGone, JsonResponse
 from django.shortcuts import render
-from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from omlpy_dashboard.refusals import refusal_page
@@ -17,7 +16,7 @@ from .audit import audit_record
 from .forms import HistoryFilterForm
 from .models import JobResult
 from .results_compare import compare_requests, compare_results, compare_timing
-from .results_export import csv_chunks, download_filename, xlsx_file
+from .results_export import download_response
 from .rollups import rollups_for
 from .selectors import job_history_queryset
 
@@ -108,21 +107,7 @@ def result_download(request, job_uuid, fmt: str):
     result = _stored_result(job)
     if result is None:
         return _no_result(job)
-    filename = download_filename(job, fmt)
-    source = results.result_source(result)
-    if fmt == "json":
-        response = StreamingHttpResponse(source(), content_type=result.content_type or "application/json")
-        response["Content-Length"] = str(result.size_bytes)
-    elif fmt == "csv":
-        response = StreamingHttpResponse(
-            csv_chunks(source, results.shape_of(result)), content_type="text/csv; charset=utf-8"
-        )
-    else:
-        response = FileResponse(
-            xlsx_file(source, results.shape_of(result)),
-            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        )
-    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)
+    response = download_response(job, result, fmt)
     _audit(request, job, "result_download", fmt)
     return response
 

@@ -342,5 +342,5 @@ def test_the_dashboard_processes_never_needed_pandas_numpy_or_matplotlib(product
         assert "ModuleNotFoundError" not in production.log(service), production.log(service)[-2000:]
 
 
-# Libraries that try these packages and carry on without them.
-OPTIONAL_IMPORTERS = {"openpyxl.compat.numbers"}
+# Libraries that try these packages and carry on without them (pyarrow writes the Parquet downloads).
+OPTIONAL_IMPORTERS = {"openpyxl.compat.numbers", "pyarrow"}

@@ -9,7 +9,7 @@ import os
 import sys
 from importlib.abc import MetaPathFinder
 
-BLOCKED = {"pandas", "numpy", "matplotlib", "pyarrow"}
+BLOCKED = {"pandas", "numpy", "matplotlib"}
 LOG = os.environ.get("OMLPY_BLOCKED_IMPORTS_LOG", "")
 
 

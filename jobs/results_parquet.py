@@ -1,0 +1,140 @@
+"""Result downloads as Parquet, written with pyarrow alone (no numpy, pandas or temporary file), row group by
+row group while the response is sent.
+
+The rows and columns are those of the CSV download (jobs.results.iter_rows, the group label, index or path
+leading). Parquet columns have one type, so a first pass over the body finds each column's: booleans, whole
+numbers (int64), numbers (float64, when whole and decimal numbers mix), or strings; a column holding anything
+else (objects, lists, mixed kinds, integers beyond 64 bits) is written as the CSV's text of each value. Null
+and missing cells are null. A second pass writes the rows, at most PARQUET_ROW_GROUP_CELLS cells per row group,
+so memory holds one row group, whatever the result's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .results import LEAD_COLUMNS, MISSING, Source, cell_text, header_for, iter_rows, table_values
+
+PARQUET_ROW_GROUP_CELLS = 256 * 1024
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+
+_INT64 = range(-(2**63), 2**63)
+_NULL, _BOOL, _INT, _FLOAT, _TEXT, _OTHER = "null", "bool", "int", "float", "text", "other"
+
+
+def _kind(value: Any) -> str:
+    kind = type(value)
+    if value is None or value is MISSING:
+        return _NULL
+    if kind is bool:
+        return _BOOL
+    if kind is int:
+        return _INT if value in _INT64 else _OTHER
+    if kind is float:
+        return _FLOAT
+    if kind is str:
+        return _TEXT
+    return _OTHER
+
+
+def _column_type(kinds: set[str]) -> str:
+    kinds = kinds - {_NULL}
+    if kinds in ({_BOOL}, {_INT}, {_FLOAT}):
+        return kinds.pop()
+    if kinds == {_INT, _FLOAT}:
+        return _FLOAT
+    return _TEXT
+
+
+def _as_text(value: Any) -> str | None:
+    return None if value is None or value is MISSING else cell_text(value)
+
+
+def _as_is(value: Any) -> Any:
+    return None if value is MISSING else value
+
+
+def _as_float(value: Any) -> float | None:
+    return None if value is None or value is MISSING else float(value)
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {_BOOL: _as_is, _INT: _as_is, _FLOAT: _as_float, _TEXT: _as_text}
+
+
+class _Sink:
+    """Where pyarrow writes the file: the bytes are taken away after each row group."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._position = 0
+
+    def write(self, data) -> int:
+        piece = bytes(data)
+        self._parts.append(piece)
+        self._position += len(piece)
+        return len(piece)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+def parquet_chunks(source: Source, shape: str) -> Iterator[bytes]:
+    """The body as a Parquet file, in pieces of about a row group each."""
+    # Imported here: only this download needs pyarrow, and the dashboard starts without loading it.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kinds: dict[str, set[str]] = {}
+    lead_kinds: set[str] = set()
+
+    def observed() -> Iterator[tuple[Any, dict]]:
+        for lead, cells in iter_rows(source, shape):
+            lead_kinds.add(_kind(lead))
+            for name, value in cells.items():
+                kinds.setdefault(name, set()).add(_kind(value))
+            yield lead, cells
+
+    rows = observed()
+    header = header_for(shape, rows)
+    for _ in rows:  # header_for reads every row only for the shapes whose columns vary by row
+        pass
+    types = [_column_type(kinds.get(name, set())) for name in header.columns]
+    if header.lead is not None:
+        # Group labels and paths are text; an index is a whole number.
+        types.insert(0, _INT if LEAD_COLUMNS.get(shape) == "index" and lead_kinds <= {_INT} else _TEXT)
+    arrow_types = {_BOOL: pa.bool_(), _INT: pa.int64(), _FLOAT: pa.float64(), _TEXT: pa.string()}
+    schema = pa.schema([pa.field(name, arrow_types[kind]) for name, kind in zip(header.names, types, strict=True)])
+    converters = [_CONVERTERS[kind] for kind in types]
+
+    sink = _Sink()
+    writer = pq.ParquetWriter(sink, schema)
+    per_group = max(1, PARQUET_ROW_GROUP_CELLS // max(1, len(types)))
+    columns: list[list[Any]] = [[] for _ in types]
+    count = 0
+    for lead, cells in iter_rows(source, shape):
+        for column, convert, value in zip(columns, converters, table_values(header, lead, cells), strict=True):
+            column.append(convert(value))
+        count += 1
+        if count == per_group:
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+            columns = [[] for _ in types]
+            count = 0
+            yield sink.take()
+    if count:
+        writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+    writer.close()
+    yield sink.take()
