@@ -28,7 +28,7 @@ from .audit import audit_record
 from .models import Job
 from .oml.client import client_for
 from .oml.errors import OMLError
-from .pins import PinError, job_pin, job_unpin, pin_of
+from .pins import pin_of
 
 # The largest id the database stores (64-bit); a bigger number is refused as invalid, not sent to the database.
 MAX_ID = specs.MAX_ID
@@ -173,10 +173,6 @@ class PinOut(Schema):
     pinned_by: str
     pinned_at: datetime
     reason: str
-
-
-class PinIn(Schema):
-    reason: str = Field(..., min_length=1, max_length=500, description="Why the job is kept (e.g. a legal hold).")
 
 
 class JobOut(Schema):
@@ -415,33 +411,6 @@ def rerun_job(request, job_id: UUID):
     return Status(201, _job_out(Job.objects.select_related("owner", "connection", "parent").get(pk=new.pk)))
 
 
-def _pinnable(request, job_id: UUID) -> Job:
-    job = access.job_for_user(request.user, job_id)
-    if not access.can_pin(request.user, job):
-        raise HttpError(403, "Only the job's owner, its team's auditors and administrators may pin it.")
-    return job
-
-
-@jobs_router.post("/{job_id}/pin", response={201: JobOut}, summary="Pin a job: retention keeps it and its result")
-def pin_job(request, job_id: UUID, payload: PinIn):
-    job = _pinnable(request, job_id)
-    try:
-        job_pin(job=job, actor=request.user, reason=payload.reason, request=request)
-    except PinError as exc:
-        raise HttpError(409 if "already" in str(exc) or "no longer" in str(exc) else 400, str(exc)) from None
-    return Status(201, _job_out(access.job_for_user(request.user, job_id), detail=True))
-
-
-@jobs_router.delete("/{job_id}/pin", response=JobOut, summary="Unpin a job: retention applies to it again")
-def unpin_job(request, job_id: UUID):
-    job = _pinnable(request, job_id)
-    try:
-        job_unpin(job=job, actor=request.user, request=request)
-    except PinError as exc:
-        raise HttpError(409, str(exc)) from None
-    return _job_out(access.job_for_user(request.user, job_id), detail=True)
-
-
 # --- Connections --------------------------------------------------------------------------------
 
 connections_router = Router(tags=["connections"])
@@ -471,8 +440,10 @@ api.add_router("/jobs", jobs_router)
 api.add_router("/connections", connections_router)
 
 
-# Operations for scripts and the command line; imported last, as they use the schemas above.
+# Operations for scripts and the command line, and pins; imported last, as they use the schemas above.
 from .api_extra import jobs_extra_router, whoami_router  # noqa: E402
+from .api_pins import pins_router  # noqa: E402
 
 api.add_router("/jobs", jobs_extra_router)
+api.add_router("/jobs", pins_router)
 api.add_router("/whoami", whoami_router)

@@ -152,11 +152,10 @@ def test_an_auditor_may_not_clone(live, make_user, analyst):
     from jobs.services import job_create
     from jobs.specs import parse_job_request
 
-    team = Team.objects.create(name="Risk")
-    Membership.objects.create(user=analyst, team=team, role=Membership.Role.ANALYST)
-    auditor = make_user("reviewer")
-    Membership.objects.create(user=auditor, team=team, role=Membership.Role.AUDITOR)
     job = job_create(owner=analyst, spec=parse_job_request({"kind": "do_eval", "script": "return_df"}))
+    # An auditor of the job's team: one who may read it, and so is told 403, not 404.
+    auditor = make_user("reviewer")
+    Membership.objects.create(user=auditor, team=job.team, role=Membership.Role.AUDITOR)
     _, secret = token_create(user=auditor, name="audit")
     refused = requests.post(
         live.url(f"/api/v1/jobs/{job.uuid}/clone"), json={}, headers={"Authorization": f"Bearer {secret}"}, timeout=30
@@ -196,7 +195,8 @@ def test_whoami_names_the_user_their_teams_and_the_token(client, analyst):
     token, secret = token_create(user=analyst, name="laptop")
     me = client.get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {secret}").json()
     assert me["username"] == "analyst"
-    assert me["teams"] == [{"team": "Risk", "role": "analyst"}]
+    # The analyst fixture is in the analysts' team already.
+    assert me["teams"] == [{"team": "Analysts", "role": "analyst"}, {"team": "Risk", "role": "analyst"}]
     assert me["can_submit"] is True
     assert me["token"]["name"] == "laptop"
     assert me["token"]["prefix"] == token.prefix

@@ -182,6 +182,16 @@ def _clone(role, job):
     return DENIED if role == "auditor" else 200
 
 
+def _clone_made(ok: int):
+    """Clone through the API: whoever sees the job and may submit gets a new job (`ok`); auditors 403."""
+
+    def expect(role, job):
+        answer = _clone(role, job)
+        return ok if answer == 200 else answer
+
+    return expect
+
+
 def _signed_in(ok: int | set = 200):
     oks = {ok} if isinstance(ok, int) else ok
     return lambda role, job: LOGIN if role == "anonymous" else oks
@@ -279,6 +289,10 @@ ROUTES: dict[str, Route] = {
     "api:get_result": Route(_job_path("/api/v1/jobs/{uuid}/result"), _read(), api=True),
     "api:cancel_job": Route(_job_path("/api/v1/jobs/{uuid}/cancel"), _modify(409), method="POST", api=True),
     "api:rerun_job": Route(_job_path("/api/v1/jobs/{uuid}/rerun"), _modify(201), method="POST", api=True),
+    "api:clone_job": Route(_job_path("/api/v1/jobs/{uuid}/clone"), _clone_made(201), method="POST", api=True, data={}),
+    "api:compare_jobs": Route(_job_path("/api/v1/jobs/{uuid}/compare/{uuid}"), _read(), api=True),
+    "api:download_result": Route(_job_path("/api/v1/jobs/{uuid}/result.csv"), _read(), api=True),
+    "api:whoami": Route(_fixed("/api/v1/whoami"), _signed_in(), api=True, per_job=False),
     # The first pin of a job is made (201); the roles after find it pinned (409); unpinning likewise.
     "api:pin_job": Route(
         _job_path("/api/v1/jobs/{uuid}/pin"), _pinner({201, 409}), method="POST", api=True, data={"reason": "hold"}
