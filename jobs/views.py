@@ -248,8 +248,9 @@ def compose_preview(request):
         errors = {"connection": [str(exc)]}
     else:
         preview = request_preview(Job(**spec.model_fields()))
-    # 400 names what is wrong; the compose page's script swaps it in as it does the preview (compose.js).
-    return render(request, "jobs/_preview.html", {"preview": preview, "errors": errors}, status=400 if errors else 200)
+    # A fragment of the compose page, refreshed as the analyst types: an incomplete request is its normal state,
+    # so its problems are the preview (200), not a failed request the browser would report as an error.
+    return render(request, "jobs/_preview.html", {"preview": preview, "errors": errors})
 
 
 def request_preview(job: Job) -> dict:

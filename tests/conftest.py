@@ -24,6 +24,13 @@ def _static_files(tmp_path_factory):
         call_command("collectstatic", "--noinput", verbosity=0)
 
 
+@pytest.fixture(autouse=True)
+def _audit_checkpoints_of_the_test(settings, tmp_path):
+    """Checkpoints read in the test's process are the test's own: the session's stack keeps writing checkpoints
+    of database states that earlier tests emptied into the shared folder."""
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path / "audit-checkpoints")
+
+
 @pytest.fixture(scope="session")
 def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     """The running system, started once per test session."""

@@ -11,7 +11,7 @@ from django.db.models import Sum
 from django.test import override_settings
 
 from accounts.models import Membership, Team
-from jobs.models import Job, JobResult, JobTransition
+from jobs.models import Connection, Job, JobResult, JobTransition
 from jobs.services import job_create
 from jobs.specs import parse_job_request
 from jobs.states import TERMINAL_STATES
@@ -92,6 +92,7 @@ def test_metric_values_after_a_known_sequence_of_jobs_equal_what_happened(live, 
     owner = make_user("metrics-analyst")
     team = Team.objects.create(name="Risk")
     Membership.objects.create(user=owner, team=team, role=Membership.Role.ANALYST)
+    Connection.default().teams.add(team)  # connections are granted to teams
     jobs = [
         _submit(owner, kind="do_eval", script="timer", parameters={"seconds": 1.5}),
         _submit(owner, kind="do_eval", script="timer", parameters={"seconds": 1.0}),

@@ -13,8 +13,10 @@ import requests
 import yaml
 from django.conf import settings
 
+from accounts.models import Membership
 from jobs.services import job_create
 from jobs.specs import parse_job_request
+from tests.conftest import analysts_team
 from tests.metrics_support import samples, scrape_text
 from tests.stack import ROOT, free_port, stop_process_group, wait_for
 
@@ -45,6 +47,7 @@ def _run_one_job(live, make_user) -> None:
     from jobs.models import Job
 
     owner = make_user("prometheus-analyst")
+    Membership.objects.create(user=owner, team=analysts_team(), role=Membership.Role.ANALYST)
     job = job_create(
         owner=owner, spec=parse_job_request({"kind": "do_eval", "script": "timer", "parameters": {"seconds": 0.5}})
     )

@@ -253,10 +253,9 @@ ROUTES: dict[str, Route] = {
     "jobs:compose": Route(_fixed("/jobs/new/"), _submitter(), per_job=False),
     "jobs:compose_scripts": Route(_fixed("/jobs/new/scripts/?connection={conn}"), _signed_in(), per_job=False),
     "jobs:compose_preview": Route(
-        # A complete request: an incomplete one answers 400 with what is missing, and so does one on a connection
-        # the user may not submit to (an auditor's), naming the connection field.
+        # A live fragment: it lists what is wrong (an auditor's connection they may not submit to) in a 200.
         _fixed("/jobs/new/preview/"),
-        lambda role, job: LOGIN if role == "anonymous" else (400 if role == "auditor" else 200),
+        _signed_in(),
         method="POST",
         per_job=False,
         data={"kind": "do_eval", "script": "return_df"},
@@ -418,7 +417,7 @@ CONNECTION_ROUTES: dict[str, Route] = {
     ),
     "compose preview": Route(
         lambda w, job: "/jobs/new/preview/",
-        _grant_rule(200, 400, USES_SECRET),
+        _grant_rule(200, 200, USES_SECRET),
         method="POST",
         per_job=False,
         data={**SECRET_JOB, "connection": "secret"},

@@ -211,13 +211,6 @@
     document.body.addEventListener("htmx:afterSettle", function (event) {
       if (event.target && event.target.id === "script-picker") showScript();
     });
-    // The preview answers 400 while the request is not valid yet; its list of problems is still the preview.
-    document.body.addEventListener("htmx:beforeSwap", function (event) {
-      if (event.detail.target && event.detail.target.id === "preview" && event.detail.xhr.status === 400) {
-        event.detail.shouldSwap = true;
-        event.detail.isError = false;
-      }
-    });
     form.addEventListener("submit", function (event) {
       if (!checkParams(false)) {
         event.preventDefault();
