@@ -55,8 +55,10 @@ def _paths(name: str, regex: str, job_uuid: str) -> list[str]:
     if group is None:
         return ["/" + regex.replace("\\", "") + QUERIES.get(name, "").format(uuid=job_uuid)]
     arg, body = group["arg"], group["body"]
-    if arg in ("job_uuid", "job_id"):
+    if arg in ("job_uuid", "job_id", "other_id"):
         choices = [job_uuid]
+    elif arg == "fmt":
+        choices = ["json", "csv", "xlsx", "parquet"]  # the API's download formats (a plain path argument)
     elif re.fullmatch(r"[\w|]+", body):
         choices = body.split("|")
     else:

@@ -190,7 +190,7 @@ def test_a_read_only_token_reads_everything_and_is_refused_every_write(live, ana
     session.headers["Authorization"] = f"Bearer {read_only}"
     wrong = []
     for method, template in reads + writes:
-        url = live.url(template.format(job_id=job.uuid, connection_id=conn.pk))
+        url = live.url(template.format(job_id=job.uuid, other_id=job.uuid, fmt="csv", connection_id=conn.pk))
         body = {"kind": "do_eval", "script": "return_df"} if method != "GET" else None
         response = session.request(method, url, json=body, timeout=30)
         if method == "GET" and response.status_code != 200:
