@@ -363,14 +363,18 @@ def test_the_engine_counts_accepted_posts_and_status_requests(engine):
 
 
 def test_a_timer_job_finishes_after_its_duration_with_no_process_and_its_due_time_as_finish(engine, live):
+    # Executions of earlier tests' jobs may still be running: only one this job started would count.
+    before = {process.pid for process in execution_processes(live)}
     job_url = engine.submit("do-eval", "timer", {"asyncFlag": True, "parameters": '{"seconds": 1.5}'})
     assert engine.get(job_url).status_code == 202
-    assert not execution_processes(live)
+    assert [process for process in execution_processes(live) if process.pid not in before] == []
     result = engine.get(engine.finished(job_url, timeout=10))
     assert result.json() == {"result": {"slept": 1.5}}
     job = EngineJob.objects.get()
     assert job.finished_at == job.due_at
-    assert (job.due_at - job.created_at).total_seconds() == pytest.approx(1.5, abs=0.01)
+    # The due time is computed just before the row is saved and stamped, so on a busy machine the stamp may
+    # trail it by some milliseconds.
+    assert (job.due_at - job.created_at).total_seconds() == pytest.approx(1.5, abs=0.1)
 
 
 # --- seeding --------------------------------------------------------------------------------------
