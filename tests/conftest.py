@@ -8,11 +8,13 @@ run in `transactional_db` so that the processes see what the test writes.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command, get_commands
+from django.core.management.base import CommandError
 
 from tests.stack import Stack
 
@@ -22,6 +24,35 @@ def _static_files(tmp_path_factory):
     """Collected static files, as production serves them (the manifest storage needs them)."""
     if not Path(settings.STATIC_ROOT, "staticfiles.json").exists() or os.environ.get("CI"):
         call_command("collectstatic", "--noinput", verbosity=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_outlasts_a_deadlock():
+    """Emptying the tables between transactional tests retries a deadlock.
+
+    On PostgreSQL the flush truncates every table in one statement while the session's stack (worker, beat)
+    keeps writing; a transaction of theirs that locks two tables in the other order deadlocks with it.
+    PostgreSQL then rolls the truncation back whole, so trying it again is safe.
+    """
+    from django.core.management.commands import flush
+    from django.db import OperationalError
+
+    original = flush.Command.handle
+
+    def handle(self, **options):
+        for attempt in range(5):
+            try:
+                return original(self, **options)
+            except CommandError as exc:
+                cause = exc.__cause__
+                if attempt == 4 or not (isinstance(cause, OperationalError) and "deadlock" in str(cause)):
+                    raise
+                time.sleep(0.2)
+        return None
+
+    flush.Command.handle = handle
+    yield
+    flush.Command.handle = original
 
 
 @pytest.fixture(autouse=True)
