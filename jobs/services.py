@@ -17,11 +17,11 @@ from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
 from accounts.models import Team
+from audit.services import audit_record
 from metrics import recorder
 from omlpy_dashboard.fastsql import insert_one
 
 from . import access
-from .audit import audit_record
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
 from .specs import JobSpec, parse_job_request, spec_as_request
 from .states import ACTIVE_STATES, ALLOWED_MOVES, TERMINAL_STATES, JobState

@@ -36,9 +36,9 @@ def _prepare(sender: Celery, **kwargs) -> None:
             "schedule": timedelta(seconds=settings.JOBS_JANITOR_INTERVAL),
             "options": {"expires": settings.JOBS_JANITOR_INTERVAL * 2},
         },
-        # A signed checkpoint of the audit chain's head, outside the database (jobs.audit_checkpoint).
+        # A signed checkpoint of the audit chain's head, outside the database (audit.checkpoints).
         "audit-checkpoint": {
-            "task": "jobs.tasks.audit_checkpoint",
+            "task": "audit.tasks.audit_checkpoint",
             "schedule": timedelta(seconds=settings.AUDIT_CHECKPOINT_INTERVAL),
             "options": {"expires": max(settings.AUDIT_CHECKPOINT_INTERVAL, 1)},
         },

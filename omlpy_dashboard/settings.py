@@ -70,7 +70,7 @@ for _position, _key in enumerate(ENCRYPTION_KEYS, start=1):
             "Run deploy/init-env.py to generate one."
         )
 
-# Keys of the audit trail's HMAC chain (jobs.audit), never stored in the database. The first signs; all verify,
+# Keys of the audit trail's HMAC chain (audit.services), never stored in the database. The first signs; all verify,
 # so a key is rotated by putting the new one first and keeping the old ones after it.
 AUDIT_HMAC_KEYS = env.list("AUDIT_HMAC_KEYS", default=[])
 if not AUDIT_HMAC_KEYS:
@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     # The project itself: management commands of the whole system (sweep_probe).
     "omlpy_dashboard",
+    "audit",
     "accounts",
     "jobs",
     "metrics",

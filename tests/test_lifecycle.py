@@ -170,7 +170,7 @@ def test_a_queued_job_cancels_at_once_without_calling_oml(db, analyst):
 def test_a_cancellation_whose_job_update_fails_leaves_no_audit_entry_and_no_request(analyst):
     from django.db import OperationalError, connection
 
-    from jobs.models import AuditEntry
+    from audit.models import AuditEntry
     from jobs.services import connection_save, job_cancel
 
     unused = connection_save(name="unused", base_url="http://127.0.0.1:9", username="U", password="p")
