@@ -39,7 +39,9 @@ def job_counts(connections: dict[int, str], teams: dict[int, str]) -> dict[tuple
     active = (
         Job.objects.filter(state__in=sorted(ACTIVE_STATES))
         .values_list("state", "connection_id", "kind")
-        .annotate(n=Count("id"))
+        # COUNT(*), not COUNT(id): the grouped columns are all in job_active_count_idx, so PostgreSQL can
+        # answer from the index without visiting the rows.
+        .annotate(n=Count("*"))
         .order_by()
     )
     for state, connection_id, kind, n in active:

@@ -174,6 +174,9 @@ class Job(models.Model):
             models.Index(fields=["deadline_at"], condition=_ACTIVE, name="job_active_deadline_idx"),
             # janitor: queued / submitting / fetching jobs by how long they have been there
             models.Index(fields=["state", "created_at"], condition=_ACTIVE, name="job_active_state_idx"),
+            # /metrics: COUNT(*) of active jobs GROUP BY state, connection, kind, read from the index alone
+            # (jobs.gauges; the tally counts finished ones)
+            models.Index(fields=["state", "connection", "kind"], condition=_ACTIVE, name="job_active_count_idx"),
             # history: newest first, optionally by owner / state / script / team; keyset on (created_at, id)
             models.Index(fields=["-created_at", "-id"], name="job_history_idx"),
             models.Index(fields=["owner", "-created_at", "-id"], name="job_history_owner_idx"),

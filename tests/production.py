@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.stack import ROOT, free_port, stop_process_group, wait_for
+from tests.stack import ROOT, free_port, stop_process_groups, wait_for
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 BLOCKER_DIR = ROOT / "tests" / "support" / "without_science"
@@ -240,5 +240,4 @@ class ProductionStack:
         )
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            stop_process_group(proc)
+        stop_process_groups(list(self.procs.values()))

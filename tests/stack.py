@@ -52,18 +52,37 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: flo
     )
 
 
-def stop_process_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Send `sig` to the process group a test started, and SIGKILL it if it has not ended within 20 s."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
+# How long a test's processes get to stop on SIGTERM before SIGKILL. A worker's warm shutdown waits for its
+# tasks (a sweep whose web server is already gone retries its requests) and the engine worker gives running
+# jobs OMLENGINE_WORKER_GRACE_SECONDS: nothing a test checks needs either once the test is over, and killing
+# any process at any moment loses nothing (tests/test_lifecycle.py, bench/drills.py).
+STOP_GRACE_SECONDS = 3.0
+
+
+def stop_process_groups(procs: list[subprocess.Popen], sig: int = signal.SIGTERM, grace: float = STOP_GRACE_SECONDS):
+    """Send `sig` to the process groups a test started, all at once, and SIGKILL those still running after
+    `grace` seconds (one wait for all of them, not one per process)."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
         with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+    deadline = time.monotonic() + grace
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    # Children left in a group whose leader ended (a gunicorn worker, a sandboxed script) go too.
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+
+
+def stop_process_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Send `sig` to the process group a test started, and SIGKILL it if it has not ended within `grace`."""
+    stop_process_groups([proc], sig, grace)
 
 
 def test_database_url() -> str:
@@ -168,8 +187,10 @@ class Stack:
             stop_process_group(proc, sig)
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            self.kill(name, signal.SIGTERM)
+        """Stop every process at once (SIGTERM, then SIGKILL after STOP_GRACE_SECONDS)."""
+        procs = list(self.procs.values())
+        self.procs.clear()
+        stop_process_groups(procs)
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

@@ -3,25 +3,31 @@ row changes nothing, and a purge killed midway leaves a consistent database."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, timedelta
 
+import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection as django_connection
 from django.db.models import Count, Sum
 from django.utils import timezone
 
 from accounts.models import Membership, Team
 from audit.services import audit_record, audit_verify_chain
 from jobs import lifecycle
-from jobs.models import Job, JobPin, JobResult, JobResultChunk, JobTally, JobTransition, RetentionPolicy
+from jobs.models import Job, JobResult, JobResultChunk, JobRollup, JobTally, JobTransition, RetentionPolicy
 from jobs.pins import job_pin
 from jobs.retention import purge
+from jobs.rollups import COLUMNS as ROLLUP_COLUMNS
 from jobs.states import TERMINAL_STATES, JobState
 from jobs.tally import tally_rows
 from metrics import recorder, store
@@ -212,13 +218,19 @@ def test_a_purge_over_mixed_ages_and_pins_removes_exactly_the_expected_ones_and_
 
 
 def _consistent() -> list[str]:
+    """What a purge, whole or cut off anywhere, must leave true of the tables."""
     problems = []
+    job_ids = set(Job.objects.values_list("pk", flat=True))
     for job in Job.objects.filter(state=JobState.SUCCEEDED):
         result = JobResult.objects.filter(job=job).first()
         if result is None and job.result_purged_at is None:
             problems.append(f"{job.pk}: no result and not marked purged")
         if result is not None and JobResultChunk.objects.filter(result=result).count() != result.chunk_count:
             problems.append(f"{job.pk}: a result with missing chunks")
+    if set(JobResult.objects.values_list("job_id", flat=True)) - job_ids:
+        problems.append("results without their job row")
+    if set(JobTransition.objects.values_list("job_id", flat=True)) - job_ids:
+        problems.append("transitions without their job row")
     if JobResultChunk.objects.exclude(result__in=JobResult.objects.all()).exists():
         problems.append("chunks without a result")
     if not tally_matches_the_tables():
@@ -226,41 +238,178 @@ def _consistent() -> list[str]:
     return problems
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_purge_killed_midway_leaves_a_consistent_database_and_the_next_one_finishes_it(make_user, settings):
-    owner = make_user("owner")
-    # Three chunks each: a batch that died half-way through a result would show.
-    for _ in range(8):
-        old_job(owner, days=400, body=b"x" * 3000, chunk_size=1000)
-    assert _consistent() == []
+def _rollup_key(values: tuple) -> tuple:
+    job = dict(zip(ROLLUP_COLUMNS, values, strict=True))
+    hour = job["created_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return (hour, job["owner_id"], job["team_id"], job["connection_id"], job["script_name"], job["kind"], job["state"])
+
+
+def jobs_per_rollup() -> Counter:
+    """Jobs per analytics group, counting rows and rollups together: a purge moves jobs from one to the other."""
+    counted = Counter(_rollup_key(values) for values in Job.objects.values_list(*ROLLUP_COLUMNS))
+    for row in JobRollup.objects.values_list(
+        "hour", "owner_id", "team_id", "connection_id", "script_name", "kind", "state", "jobs"
+    ):
+        counted[(row[0].astimezone(UTC), *row[1:7])] += row[7]
+    return counted
+
+
+def _pinned_rows(pinned: list[Job]) -> dict:
+    ids = [job.pk for job in pinned]
+    return {
+        "jobs": set(Job.objects.filter(pk__in=ids).values_list("pk", "state", "result_purged_at")),
+        "transitions": set(JobTransition.objects.filter(job_id__in=ids).values_list("pk", flat=True)),
+        "results": set(JobResult.objects.filter(job_id__in=ids).values_list("pk", "sha256", "chunk_count")),
+        "chunks": set(JobResultChunk.objects.filter(result__job_id__in=ids).values_list("pk", flat=True)),
+    }
+
+
+@contextlib.contextmanager
+def writes_held():
+    """Hold the tally's writes from another connection, so that a purge's batch stops at its first write to it.
+
+    PostgreSQL: a SHARE lock on the tally table; the batch has deleted its rows (uncommitted) when it waits
+    to take them from the tally. SQLite: the database's write lock; the batch waits at its first write.
+    """
+    url = database_url()
+    if url.startswith("sqlite"):
+        held = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30, isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")
+    else:
+        held = psycopg.connect(url)
+        held.execute(f"LOCK TABLE {JobTally._meta.db_table} IN SHARE MODE")
+    try:
+        yield held
+    finally:
+        held.rollback()
+        held.close()
+
+
+def _purge_waiting_inside_its_transaction(backend_pids: set[int]) -> int | None:
+    """PostgreSQL: the pid of the purge's backend, once it waits for the tally inside a batch that has already
+    deleted (or marked) rows; None until then."""
+    with django_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.pid FROM pg_stat_activity a WHERE a.datname = current_database() AND a.wait_event_type = "
+            "'Lock' AND a.query ILIKE %s AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND "
+            "l.mode = 'RowExclusiveLock' AND l.relation IN (%s::regclass, %s::regclass))",
+            [f"%{JobTally._meta.db_table}%", Job._meta.db_table, JobResultChunk._meta.db_table],
+        )
+        pids = {row[0] for row in cursor.fetchall()} - backend_pids
+    return next(iter(pids), None)
+
+
+def _backend_gone(pid: int) -> bool:
+    with django_connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+        return cursor.fetchone() is None
+
+
+def kill_purge_while_it_deletes(progress) -> None:
+    """Start `manage.py jobs_purge` (one job per batch, throttled by RETENTION_PURGE_PAUSE), wait until
+    `progress()` says it has committed some batches, stop its next batch at a write, and SIGKILL it there."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "RETENTION_RESULT_DAYS": "30",
         "RETENTION_JOB_DAYS": "90",
         "RETENTION_PURGE_BATCH": "1",
-        "RETENTION_PURGE_PAUSE": "0.25",
+        "RETENTION_PURGE_PAUSE": "0.2",
     }
+    postgres = django_connection.vendor == "postgresql"
+    ours = set()
+    if postgres:
+        with django_connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            ours = {row[0] for row in cursor.fetchall()}
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "jobs_purge"], cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    backend = None
     try:
-        wait_for(lambda: JobResult.objects.count() <= 6, timeout=30, interval=0.05, what="the purge to start")
+        wait_for(progress, timeout=30, interval=0.02, what="the purge to commit a few batches")
+        with writes_held():
+            if postgres:
+                backend = wait_for(
+                    lambda: _purge_waiting_inside_its_transaction(ours), timeout=10, interval=0.02,
+                    what="the purge's next batch to wait for the tally after deleting",
+                )  # fmt: skip
+            else:
+                # A batch already writing holds the write lock until it commits (writes_held waited for it); the
+                # next one, a pause later, reads its candidates and then waits at its first write.
+                time.sleep(0.6)
+            assert proc.poll() is None, "the purge ended before it was caught midway"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    assert 0 < JobResult.objects.count() < 8 or Job.objects.count() < 8, "the purge was not caught midway"
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    if backend is not None:
+        # The server rolls the killed client's transaction back when it finds the client gone.
+        wait_for(lambda: _backend_gone(backend), timeout=10, what="the killed purge's backend to end")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_killed_while_it_deletes_leaves_a_consistent_database_and_the_next_one_finishes_it(make_user, settings):
+    owner = make_user("owner")
+    # Three chunks each: a batch that died half-way through a result would show.
+    old = [old_job(owner, days=400 - i, body=b"x" * 3000, chunk_size=1000) for i in range(10)]
+    old += [old_job(owner, days=300, state=state) for state in (JobState.FAILED, JobState.TIMED_OUT)]
+    fresh = [old_job(owner, days=2, body=b"y" * 3000, chunk_size=1000) for _ in range(2)]
+    pinned = [old_job(owner, days=400, body=b"z" * 3000, chunk_size=1000), old_job(owner, days=60)]
+    for job in pinned:
+        job_pin(job=job, actor=owner, reason="legal hold")
+    audit_record(action="submit", actor=owner, target_type="job", target_id=str(old[0].uuid))
+    pinned_before = _pinned_rows(pinned)
+    groups_before = jobs_per_rollup()
     assert _consistent() == []
 
+    def check() -> None:
+        assert _consistent() == []
+        assert jobs_per_rollup() == groups_before
+        assert _pinned_rows(pinned) == pinned_before
+        assert audit_verify_chain().ok
+        call_command("audit_verify", stdout=io.StringIO())
+
+    # Killed among the result bodies (the batch had deleted chunks and results and marked its job), then
+    # among the job rows (the batch had added its job to the rollups and deleted it with its timeline).
+    results_with_old_bodies = JobResult.objects.filter(job__in=old).count()
+    kill_purge_while_it_deletes(lambda: JobResult.objects.filter(job__in=old).count() <= results_with_old_bodies - 2)
+    left_results = JobResult.objects.filter(job__in=old).count()
+    assert 0 < left_results < results_with_old_bodies, "the purge was not caught among the result bodies"
+    assert Job.objects.count() == len(old) + len(fresh) + len(pinned)
+    check()
+
+    kill_purge_while_it_deletes(lambda: Job.objects.filter(pk__in=[job.pk for job in old]).count() <= len(old) - 2)
+    left_jobs = Job.objects.filter(pk__in=[job.pk for job in old]).count()
+    assert 0 < left_jobs <= len(old) - 2, "the purge was not caught among the job rows"
+    check()
+
+    # A second purge finishes the work; a third changes nothing.
     settings.RETENTION_RESULT_DAYS, settings.RETENTION_JOB_DAYS = 30, 90
-    settings.RETENTION_PURGE_PAUSE = 0
-    purge()
-    assert Job.objects.count() == 0
-    assert JobResult.objects.count() == JobResultChunk.objects.count() == JobTransition.objects.count() == 0
-    assert _consistent() == []
-    assert sum(row.jobs for row in tally_rows(set())) == 0
-    assert not JobPin.objects.exists()
+    settings.RETENTION_PURGE_BATCH, settings.RETENTION_PURGE_PAUSE = 1, 0
+    second = purge()
+    assert second.jobs == left_jobs
+    assert set(Job.objects.values_list("pk", flat=True)) == {job.pk for job in fresh + pinned}
+    assert JobResult.objects.count() == len(fresh) + len(pinned)
+    check()
+
+    def snapshot() -> tuple:
+        return (
+            set(Job.objects.values_list("pk", "result_purged_at")),
+            set(JobResult.objects.values_list("pk", flat=True)),
+            set(JobResultChunk.objects.values_list("pk", flat=True)),
+            set(JobTally.objects.values_list("state", "connection_id", "kind", "team_key", "jobs", "result_bytes")),
+            set(JobRollup.objects.values_list("pk", "jobs")),
+        )
+
+    before_third = snapshot()
+    third = purge()
+    assert (third.results, third.jobs, third.batches) == (0, 0, 0)
+    assert snapshot() == before_third
+    check()
 
 
 @pytest.mark.django_db
