@@ -295,8 +295,10 @@ def job_result_store(
     content_type: str,
     row_count: int | None = None,
     shape: str = "",
+    columns: list[str] | None = None,
 ) -> JobResult:
-    """Store a result body exactly as received, in fixed-size chunks, replacing any earlier copy."""
+    """Store a result body exactly as received, in fixed-size chunks, replacing any earlier copy, with what a
+    pass over it found (jobs.results.describe_body): shape, row count and column names."""
     size = 0
     digest = hashlib.sha256()
     chunk_size = settings.JOBS_RESULT_CHUNK_BYTES
@@ -324,7 +326,12 @@ def job_result_store(
         if buffer or seq == 0:
             flush(bytes(buffer))
         JobResult.objects.filter(pk=result.pk).update(
-            size_bytes=size, sha256=digest.hexdigest(), chunk_count=seq, row_count=row_count, shape=shape
+            size_bytes=size,
+            sha256=digest.hexdigest(),
+            chunk_count=seq,
+            row_count=row_count,
+            shape=shape,
+            columns=columns,
         )
         # A result is normally stored before its job succeeds, and that transition tallies it; one stored for a
         # job that has already succeeded (replaced, or restored) is tallied here.
