@@ -363,6 +363,32 @@ def result_read_all(result: JobResult) -> bytes:
     return b"".join(result_iter_chunks(result))
 
 
+def results_describe_stored(*, limit: int | None = None) -> int:
+    """Record shape, row count and columns of results stored before columns were recorded; answers how many.
+
+    1. Lists the ids of results without columns (at most `limit`), oldest first.
+    2. For each, reads its body once (describe_body) outside any transaction, then writes what it found only if
+       the row still has no columns (a result replaced meanwhile keeps what its own store recorded).
+    A result too wide to record columns for keeps none and is read again by a later run; downloads never
+    need this to have run (they find the columns themselves), it only makes them read the body once.
+    """
+    from .results import describe_body, result_source
+
+    ids = JobResult.objects.filter(columns__isnull=True).order_by("stored_at", "pk").values_list("pk", flat=True)
+    done = 0
+    for result_id in list(ids[:limit] if limit else ids):
+        result = JobResult.objects.filter(pk=result_id).first()
+        if result is None:
+            continue
+        described = describe_body(result_source(result))
+        if described.columns is None:
+            continue
+        done += JobResult.objects.filter(pk=result_id, columns__isnull=True).update(
+            shape=described.shape, row_count=described.rows, columns=described.columns
+        )
+    return done
+
+
 # --- Connections --------------------------------------------------------------------------------
 
 

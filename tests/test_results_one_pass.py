@@ -198,3 +198,25 @@ def test_a_result_stored_before_columns_were_recorded_still_downloads_the_same_f
         return [[cell.value for cell in row] for sheet in book.worksheets for row in sheet.iter_rows()]
 
     assert cells(download(signed_in, old_style, "xlsx")) == cells(download(signed_in, recorded, "xlsx"))
+
+
+@pytest.mark.django_db
+def test_the_describe_command_records_the_columns_of_results_stored_without_them(signed_in, analyst):
+    from django.core.management import call_command
+
+    old_style = succeeded_job_with_result(analyst, BODIES["groups as frames"], with_columns=False)
+    recorded = succeeded_job_with_result(analyst, BODIES["records"])
+    before = download(signed_in, old_style, "csv")
+    out = io.StringIO()
+    call_command("results_describe", stdout=out)
+    assert out.getvalue().strip() == "Results described: 1."
+    old_style.result.refresh_from_db()
+    described = describe_body(BODIES["groups as frames"])
+    assert (old_style.result.shape, old_style.result.row_count, old_style.result.columns) == (
+        described.shape,
+        described.rows,
+        described.columns,
+    )
+    assert download(signed_in, old_style, "csv") == before
+    recorded.result.refresh_from_db()
+    assert recorded.result.columns == describe_body(BODIES["records"]).columns
