@@ -1,17 +1,21 @@
-"""Download a ~100 MB result as CSV and as JSON over HTTP and measure the web server's memory.
+"""Download a ~100 MB result as JSON, CSV, XLSX and Parquet over HTTP and measure the web server's memory.
 
-    .venv/bin/python bench/download.py [--mb 100]
+    .venv/bin/python bench/download.py [--mb 100] [--formats json,csv,csv-unrecorded,xlsx,parquet]
 
 1. Makes a throwaway SQLite database under a temporary VAR_DIR, migrates it, and stores one job whose
    result is a list of row records of about --mb megabytes (through job_result_store, in chunks; the body is
-   generated piece by piece, never whole).
+   generated piece by piece, never whole), described in one pass as the worker does (shape, rows, columns).
+   A second job holds the same body stored without its columns, as results stored before they were
+   recorded are (`csv-unrecorded`: the download reads the body once more to find them).
 2. Starts the real web server (gunicorn, one gthread worker) on that database as a subprocess.
-3. Signs in through the login form, then downloads /jobs/<uuid>/result.csv and /result.json, reading the
-   answers in 1 MB pieces, while a thread samples the resident memory of the server's processes (psutil).
+3. Signs in through the login form, then downloads /jobs/<uuid>/result.<format> for each format, one after
+   another, reading the answers in 1 MB pieces, while a thread samples the resident memory of the server's
+   processes (psutil).
 4. Stops the server and removes the temporary directory.
 
-The last line printed is one JSON object: for each format the bytes received, the seconds taken and the
-server's peak memory growth in MB over its resident size just before that download.
+The last line printed is one JSON object: for each format the bytes received, the seconds taken, the
+server's peak memory growth in MB over its resident size just before that download, and the ratio of its
+seconds to the JSON download's in the same run; and the machine's load average.
 """
 
 from __future__ import annotations
@@ -82,8 +86,9 @@ def record_chunks(target_bytes: int, rows_per_piece: int = 5000):
     yield b"]}"
 
 
-def prepare(target_bytes: int) -> tuple[str, int, int]:
-    """Migrate, create the user and a job with its result; returns (job uuid, body bytes, rows)."""
+def prepare(target_bytes: int) -> tuple[str, str, int, int]:
+    """Migrate, create the user and two jobs with the same result, one stored with its columns and one without;
+    returns (job uuid, uuid of the job without columns, body bytes, rows)."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omlpy_dashboard.settings")
@@ -92,8 +97,8 @@ def prepare(target_bytes: int) -> tuple[str, int, int]:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from jobs.models import Job
-    from jobs.results import describe_result, result_source
+    from jobs.models import Job, JobResult
+    from jobs.results import describe_body, result_source
     from jobs.services import connection_save, job_result_store, job_transition
     from jobs.states import JobKind, JobState
 
@@ -107,22 +112,33 @@ def prepare(target_bytes: int) -> tuple[str, int, int]:
         password=secrets.token_urlsafe(8),
         is_default=True,
     )
-    job = Job.objects.create(
-        owner=owner, connection=connection, kind=JobKind.TABLE_APPLY, script_name="bench_records", input_sql="select 1"
-    )
-    now = timezone.now()
-    job_transition(job_id=job.pk, to_state=JobState.RUNNING, reason="bench", submitted_at=now)
-    result = job_result_store(job_id=job.pk, chunks=record_chunks(target_bytes), content_type="application/json")
+    jobs = []
+    for _ in range(2):
+        job = Job.objects.create(
+            owner=owner,
+            connection=connection,
+            kind=JobKind.TABLE_APPLY,
+            script_name="bench_records",
+            input_sql="select 1",
+        )
+        job_transition(job_id=job.pk, to_state=JobState.RUNNING, reason="bench", submitted_at=timezone.now())
+        jobs.append(job)
+    result = job_result_store(job_id=jobs[0].pk, chunks=record_chunks(target_bytes), content_type="application/json")
     started = time.monotonic()
-    shape, rows = describe_result(result_source(result))
+    described = describe_body(result_source(result))
     print(
-        f"stored {result.size_bytes} bytes in {result.chunk_count} chunks; {shape}, {rows} rows "
-        f"(described in {time.monotonic() - started:.1f} s)",
+        f"stored {result.size_bytes} bytes in {result.chunk_count} chunks; {described.shape}, {described.rows} rows,"
+        f" columns {described.columns} (described in {time.monotonic() - started:.1f} s, one pass)",
         flush=True,
     )
-    result.__class__.objects.filter(pk=result.pk).update(shape=shape, row_count=rows)
-    job_transition(job_id=job.pk, to_state=JobState.SUCCEEDED, reason="bench", result_fetched_at=timezone.now())
-    return str(job.uuid), result.size_bytes, rows
+    JobResult.objects.filter(pk=result.pk).update(
+        shape=described.shape, row_count=described.rows, columns=described.columns
+    )
+    unrecorded = job_result_store(job_id=jobs[1].pk, chunks=result_source(result)(), content_type="application/json")
+    JobResult.objects.filter(pk=unrecorded.pk).update(shape=described.shape, row_count=described.rows, columns=None)
+    for job in jobs:
+        job_transition(job_id=job.pk, to_state=JobState.SUCCEEDED, reason="bench", result_fetched_at=timezone.now())
+    return str(jobs[0].uuid), str(jobs[1].uuid), result.size_bytes, described.rows
 
 
 class MemorySampler(threading.Thread):
@@ -190,7 +206,14 @@ def sign_in(session, base: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=100.0, help="approximate size of the result body in MB")
+    parser.add_argument(
+        "--formats",
+        default="json,csv,csv-unrecorded,xlsx,parquet",
+        help="comma-separated, downloaded in this order; csv-unrecorded is the CSV of the result stored without "
+        "its columns",
+    )
     args = parser.parse_args()
+    formats = [fmt.strip() for fmt in args.formats.split(",") if fmt.strip()]
 
     import requests
 
@@ -200,7 +223,7 @@ def main() -> None:
     os.environ.update(env)
     server = None
     try:
-        job_uuid, size, rows = prepare(int(args.mb * 1_000_000))
+        job_uuid, unrecorded_uuid, size, rows = prepare(int(args.mb * 1_000_000))
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -238,10 +261,14 @@ def main() -> None:
         sign_in(session, base)
         # Warm the worker (imports, templates, connection) before measuring.
         session.get(f"{base}/jobs/{job_uuid}/result/", timeout=600).raise_for_status()
-        figures = {"result_bytes": size, "rows": rows}
-        for fmt in ("csv", "json"):
-            figures[fmt] = download(session, f"{base}/jobs/{job_uuid}/result.{fmt}", server.pid)
+        figures: dict = {"result_bytes": size, "rows": rows, "load_avg_1m_before": round(os.getloadavg()[0], 2)}
+        for fmt in formats:
+            uuid, extension = (unrecorded_uuid, "csv") if fmt == "csv-unrecorded" else (job_uuid, fmt)
+            figures[fmt] = download(session, f"{base}/jobs/{uuid}/result.{extension}", server.pid)
+            if "json" in figures and fmt != "json":
+                figures[fmt]["times_json"] = round(figures[fmt]["seconds"] / figures["json"]["seconds"], 2)
             print(f"{fmt}: {json.dumps(figures[fmt])}", flush=True)
+        figures["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
         print(json.dumps(figures))
     finally:
         if server is not None and server.poll() is None:

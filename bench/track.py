@@ -8,6 +8,9 @@ slot), waits for every job to end, and prints figures; the last line is one JSON
     python bench/track.py --db postgres --jobs 10000 --min 60 --max 600
     python bench/track.py --strategy --db postgres  # fixed 2 s vs backoff vs learned, side by side
 
+--strategy also prints each recurring script's figures and the spread of the headline figures over
+bootstrap resamples of the runs (the 5th and 95th percentiles of the poll ratio and of each p95 lag).
+
 Lag is the time from the engine finishing a job (its due time) to the dashboard recording `succeeded`.
 Polls are the status requests the dashboard sent for a job (they equal the engine's count).
 """
@@ -76,8 +79,8 @@ def configure(args) -> dict:
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"CREATE DATABASE {name}"], check=True)
         env |= {
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
-            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11",
-            "REDIS_URL": "redis://127.0.0.1:6379/12",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{args.broker_db}",
+            "REDIS_URL": f"redis://127.0.0.1:6379/{args.cache_db}",
         }
         env["_DROP_DATABASE"] = name
     os.environ.update({k: v for k, v in env.items() if not k.startswith("_")})
@@ -259,6 +262,67 @@ def summarise(jobs, engine_finish: dict) -> dict:
     }
 
 
+def _polls_and_lags(jobs, engine_finish: dict) -> tuple[list[int], list[float]]:
+    polls, lags = [], []
+    for job in jobs:
+        polls.append(job.poll_count)
+        finished = engine_finish.get(job.oml_job_id)
+        if job.state == "succeeded" and finished and job.finished_at:
+            lags.append((job.finished_at - finished).total_seconds())
+    return polls, lags
+
+
+def per_script(jobs, strategies: dict, engine_finish: dict) -> dict:
+    """--strategy: polls per job (mean) and p95 lag of each recurring script under each strategy."""
+    table: dict[str, dict] = {}
+    for owner in sorted({job.script_owner for job in jobs}, key=lambda name: int(name.split("_")[1])):
+        row = {}
+        for strategy in ("fixed", "backoff", "learned"):
+            chosen = [job for job in jobs if job.script_owner == owner and strategies[job.pk] == strategy]
+            polls, lags = _polls_and_lags(chosen, engine_finish)
+            row[strategy] = {
+                "polls_mean": round(sum(polls) / len(polls), 2) if polls else None,
+                "lag_p95_s": _round(percentile(lags, 0.95)),
+            }
+        table[owner] = row
+    return table
+
+
+def bootstrap_spread(jobs, strategies: dict, engine_finish: dict, resamples: int, seed: int) -> dict:
+    """--strategy: how much the headline figures move with the draw of runs: the 5th and 95th percentiles, over
+    `resamples` bootstrap resamples (runs drawn with replacement within each script and strategy), of the
+    fixed-to-learned poll ratio and of each strategy's p95 lag."""
+    rng = random.Random(seed)
+    cells: dict[tuple[str, str], list[tuple[int, float | None]]] = {}
+    for job in jobs:
+        job_polls, job_lags = _polls_and_lags([job], engine_finish)
+        run = (job_polls[0], job_lags[0] if job_lags else None)
+        cells.setdefault((strategies[job.pk], job.script_owner), []).append(run)
+    ratios: list[float] = []
+    p95s: dict[str, list[float]] = {"fixed": [], "learned": []}
+    for _ in range(resamples):
+        polls_sum: dict[str, float] = {"fixed": 0.0, "learned": 0.0}
+        counts: dict[str, int] = {"fixed": 0, "learned": 0}
+        lags: dict[str, list[float]] = {"fixed": [], "learned": []}
+        for (strategy, _owner), runs in cells.items():
+            if strategy not in polls_sum:
+                continue
+            for polls, lag in (rng.choice(runs) for _ in runs):
+                polls_sum[strategy] += polls
+                counts[strategy] += 1
+                if lag is not None:
+                    lags[strategy].append(lag)
+        if polls_sum["learned"] and counts["fixed"]:
+            ratios.append((polls_sum["fixed"] / counts["fixed"]) / (polls_sum["learned"] / counts["learned"]))
+        for strategy in p95s:
+            if lags[strategy]:
+                p95s[strategy].append(percentile(lags[strategy], 0.95))
+    spread = {"resamples": resamples, "poll_ratio_p5_p95": [_round(percentile(ratios, q)) for q in (0.05, 0.95)]}
+    for strategy, values in p95s.items():
+        spread[f"{strategy}_lag_p95_s_p5_p95"] = [_round(percentile(values, q)) for q in (0.05, 0.95)]
+    return spread
+
+
 def _round(value):
     return None if value is None else round(value, 3)
 
@@ -270,7 +334,10 @@ def main() -> None:
     parser.add_argument("--max", type=float, default=60.0, help="longest timer duration (s)")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--strategy", action="store_true", help="compare fixed 2 s, backoff and learned polling")
-    parser.add_argument("--per-script", type=int, default=10, help="--strategy: jobs per script and strategy")
+    parser.add_argument("--per-script", type=int, default=30, help="--strategy: jobs per script and strategy")
+    parser.add_argument("--resamples", type=int, default=2000, help="--strategy: bootstrap resamples for the spread")
+    parser.add_argument("--broker-db", type=int, default=11, help="--db postgres: Redis database of the broker")
+    parser.add_argument("--cache-db", type=int, default=12, help="--db postgres: Redis database of the cache")
     parser.add_argument("--batch", type=int, default=1000, help="JOBS_SWEEP_BATCH")
     parser.add_argument("--threads", type=int, default=32, help="JOBS_SWEEP_THREADS")
     parser.add_argument("--sweep-interval", type=float, default=1.0)
@@ -422,6 +489,11 @@ def main() -> None:
                     fixed["polls_per_job_mean"] / learned["polls_per_job_mean"], 2
                 )
             figures["strategies"] = by_strategy
+            figures["per_script"] = per_script(jobs, strategies, engine_finish)
+            for owner, figures_of_script in figures["per_script"].items():
+                print(f"  {owner:12s} {json.dumps(figures_of_script)}")
+            figures["spread"] = bootstrap_spread(jobs, strategies, engine_finish, args.resamples, args.seed)
+            print(f"spread   {json.dumps(figures['spread'])}")
         else:
             summary = summarise(jobs, engine_finish)
             figures |= {k: v for k, v in summary.items() if k != "jobs"}

@@ -243,17 +243,16 @@ def _submit_failed(job: Job, state: str, exc: OMLError) -> None:
 # --- Results ----------------------------------------------------------------------------------
 
 
-def _describe(path_or_bytes) -> tuple[str, int | None]:
-    """Shape and row count of a stored body (jobs.results knows the shapes)."""
+def _describe(path_or_bytes) -> tuple[str, int | None, list[str] | None]:
+    """Shape, row count and column names of a stored body, in one pass (jobs.results knows the shapes)."""
+    from .results import describe_body
+
     try:
-        from .results import describe_result
-    except ImportError:
-        return "", None
-    try:
-        return describe_result(path_or_bytes)
+        described = describe_body(path_or_bytes)
     except Exception:  # a body we cannot describe is still stored exactly as received
         logger.exception("could not describe a result")
-        return "", None
+        return "", None, None
+    return described.shape, described.rows, described.columns
 
 
 def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http_status: int, latency_ms: int) -> bool:
@@ -288,7 +287,7 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
             spool.seek(0)
             return iter(lambda: spool.read(256 * 1024), b"")
 
-        shape, rows = _describe(reread)
+        shape, rows, columns = _describe(reread)
         if shape == "text" and "json" in content_type.lower():
             # Cut short or garbled on the way: fetching again is safe, and the body is not kept.
             raise OMLError("OML sent a result that is not valid JSON.", permanent=False, http_status=http_status)
@@ -304,6 +303,7 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
                 content_type=content_type,
                 row_count=rows,
                 shape=shape,
+                columns=columns,
             )
             extra = {"oml_finished_at": now} if from_state != S.FETCHING else {}
             return job_transition(

@@ -298,6 +298,12 @@ class JobResult(models.Model):
     content_type = models.CharField(max_length=200)
     row_count = models.PositiveIntegerField(null=True, blank=True)
     shape = models.CharField(max_length=20, blank=True, help_text="records, groups, list, graphics, object, scalar")
+    columns = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The rows' column names in order of first appearance, found when the result was stored, so that "
+        "a download reads the body once; null for a result stored before they were recorded, or too wide.",
+    )
     chunk_count = models.PositiveIntegerField()
     stored_at = models.DateTimeField(auto_now_add=True)
 

@@ -14,8 +14,10 @@ OML answers `{"result": <value>}` (OML_API.md). A body is classified by its valu
 A body without a top-level `"result"` key is classified as a whole. Everything here reads a body through a
 *source*: a callable that opens a fresh iterator of byte chunks (the stored chunks of a JobResult, or a bytes
 object), so that a body can be read more than once and never needs to be in memory whole. JSON is parsed
-with ijson one item at a time; only one group of a group-apply result is held at once (its columns come one
-after another, so its rows exist only when the whole group has been read).
+with ijson (its C backend, yajl2_c) one item at a time; only one group of a group-apply result is held at
+once (its columns come one after another, so its rows exist only when the whole group has been read). One
+pass when a result is stored finds its shape, rows and columns (describe_body), so that a download reads
+the body once.
 """
 
 from __future__ import annotations
@@ -177,58 +179,99 @@ def count_leaves(value: Any, depth: int = 0) -> int:
     return 1
 
 
-def _describe(source: Source) -> tuple[str, int | None]:
+# Column sets wider than this are not recorded with a result (a download then finds them by reading the body).
+RECORDED_COLUMNS_MAX = 4096
+
+
+@dataclass(frozen=True)
+class Description:
+    """What one pass over a body finds: its shape, its number of rows (None for a body that is not JSON), and
+    the union of its rows' column names in order of first appearance (None when wider than
+    RECORDED_COLUMNS_MAX), so that a download need not read the body once more to write its header."""
+
+    shape: str
+    rows: int | None
+    columns: list[str] | None
+
+
+FIXED_COLUMNS = {TEXT: ["line"], LIST: ["value"], OBJECT: ["value"], SCALAR: ["value"]}
+
+
+def _described(shape: str, rows: int | None, columns: dict[str, None] | None = None) -> Description:
+    names = list(FIXED_COLUMNS[shape]) if shape in FIXED_COLUMNS else list(columns or {})
+    return Description(shape, rows, names if len(names) <= RECORDED_COLUMNS_MAX else None)
+
+
+def _describe(source: Source) -> Description:
     layout = _layout(source)
     if layout.kind == "invalid":
-        return TEXT, None
+        return _described(TEXT, None)
     if layout.kind == "scalar":
         # Parse it fully: a scalar followed by garbage is not JSON.
         for _ in ijson.items(_open(source), layout.prefix, use_float=True, buf_size=_READ_SIZE):
             pass
-        return SCALAR, 1
+        return _described(SCALAR, 1)
     if layout.kind == "array":
         count, all_records, all_graphics = 0, True, True
+        columns: dict[str, None] = {}
         for item in ijson.items(_open(source), layout.items_prefix(), use_float=True, buf_size=_READ_SIZE):
             count += 1
             if all_records and not isinstance(item, dict):
                 all_records = all_graphics = False
             elif all_graphics and not _is_graphic(item):
                 all_graphics = False
+            if all_records:
+                _union(columns, (item,))
         if count == 0:
-            return LIST, 0
+            return _described(LIST, 0)
         if all_graphics:
-            return GRAPHICS, count
-        return (RECORDS if all_records else LIST), count
+            return _described(GRAPHICS, count, columns)
+        return _described(RECORDS, count, columns) if all_records else _described(LIST, count)
     group_rows: int | None = 0
+    group_columns: dict[str, None] = {}
     leaves = 0
     for _, value in ijson.kvitems(_open(source), layout.prefix, use_float=True, buf_size=_READ_SIZE):
         leaves += count_leaves(value, 1)
         if group_rows is not None:
             rows = frame_rows(value)
-            group_rows = None if rows is None else group_rows + len(rows)
+            if rows is None:
+                group_rows = None
+            else:
+                group_rows += len(rows)
+                _union(group_columns, rows)
     if group_rows is not None and leaves:
-        return GROUPS, group_rows
-    return OBJECT, leaves
+        return _described(GROUPS, group_rows, group_columns)
+    return _described(OBJECT, leaves)
 
 
-def describe_result(body: bytes | Iterable[bytes] | Source) -> tuple[str, int | None]:
-    """The shape of a result body and its number of rows (None for a body that is not JSON).
+def _as_source(body: bytes | Iterable[bytes] | Source) -> Source:
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes_source(bytes(body))
+    if callable(body):
+        return body
+    chunks = list(body) if not isinstance(body, list | tuple) else body
+    return lambda: chunks
+
+
+def describe_body(body: bytes | Iterable[bytes] | Source) -> Description:
+    """Shape, row count and columns of a result body, in one pass over it.
 
     Takes the body as bytes, an iterable of byte chunks that can be iterated more than once (a list), or a
     source (a callable opening a fresh chunk iterator). Never raises on a bad body: anything that is not
-    JSON is `("text", None)`.
+    JSON is text, without a row count.
     """
-    if isinstance(body, bytes | bytearray | memoryview):
-        source = bytes_source(bytes(body))
-    elif callable(body):
-        source = body
-    else:
-        chunks = list(body) if not isinstance(body, list | tuple) else body
-        source = lambda: chunks  # noqa: E731 - a source is a callable by definition
+    source = _as_source(body)
     try:
         return _describe(source)
     except (ijson.JSONError, UnicodeDecodeError, ValueError, RecursionError):
-        return TEXT, None
+        return _described(TEXT, None)
+
+
+def describe_result(body: bytes | Iterable[bytes] | Source) -> tuple[str, int | None]:
+    """The shape of a result body and its number of rows (None for a body that is not JSON): describe_body
+    without the columns."""
+    description = describe_body(body)
+    return description.shape, description.rows
 
 
 def peek_shape(source: Source) -> str:
@@ -348,22 +391,33 @@ class Header:
         return ([self.lead] if self.lead else []) + self.columns
 
 
-def header_for(shape: str, rows: Iterable[tuple[Any, dict]]) -> Header:
-    """The columns of `rows` (their union, in order of first appearance) and the shape's lead column."""
-    if shape == TEXT:
-        columns = ["line"]
-    elif shape in (LIST, OBJECT, SCALAR):
-        columns = ["value"]
-    else:
-        columns = list(_union({}, (cells for _, cells in rows)))
+def header_of(shape: str, columns: Iterable[str]) -> Header:
+    """The header of rows of `shape` whose columns are `columns`: the shape's lead column, named apart from
+    them, then the columns."""
+    columns = list(columns)
     lead = LEAD_COLUMNS.get(shape)
     return Header(lead=unique_name(lead, columns) if lead else None, columns=columns)
+
+
+def header_for(shape: str, rows: Iterable[tuple[Any, dict]]) -> Header:
+    """The columns of `rows` (their union, in order of first appearance) and the shape's lead column."""
+    if shape in FIXED_COLUMNS:
+        return header_of(shape, FIXED_COLUMNS[shape])
+    return header_of(shape, _union({}, (cells for _, cells in rows)))
 
 
 def table_header(source: Source, shape: str) -> Header:
     """The header of a whole body: one extra pass over it for shapes whose columns vary by row."""
     rows = iter_rows(source, shape) if shape in (RECORDS, GRAPHICS, GROUPS) else ()
     return header_for(shape, rows)
+
+
+def result_header(result, source: Source, shape: str) -> Header:
+    """A stored result's header: from the columns recorded when it was stored, or, for a result stored
+    without them (before they were recorded, or too wide to record), from one extra pass over its body."""
+    if result.columns is not None and result.shape == shape:
+        return header_of(shape, result.columns)
+    return table_header(source, shape)
 
 
 def table_values(header: Header, lead: Any, cells: dict) -> list[Any]:

@@ -1,7 +1,9 @@
 """Result downloads: CSV produced row by row while it is sent, XLSX written to a temporary file, Parquet row
 group by row group (jobs.results_parquet).
 
-All read the stored body incrementally (jobs.results), so memory does not grow with a result's size. The
+All read the stored body incrementally (jobs.results), so memory does not grow with a result's size. CSV and
+XLSX read it once: their header comes from the columns recorded when the result was stored (a result stored
+before they were recorded is read once more to find them; jobs.results.result_header). The
 rows are those of jobs.results.iter_rows: group-apply rows carry the group label as their first column,
 index-apply rows their 1-based index, object leaves their JSON Pointer path. Text a spreadsheet would run as a
 formula, in cells and in column names alike, is made inert by omlpy_dashboard.spreadsheet.formula_safe; numbers stay
@@ -11,7 +13,6 @@ numbers. The pages and the API answer with the same download_response, so that b
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import shutil
@@ -28,9 +29,20 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.writer.excel import ExcelWriter
 
-from omlpy_dashboard.spreadsheet import formula_safe
+from omlpy_dashboard.spreadsheet import FORMULA_TRIGGERS, formula_safe
 
-from .results import MISSING, Source, cell_text, iter_rows, result_source, shape_of, table_header, table_values
+from .results import (
+    MISSING,
+    Header,
+    Source,
+    cell_text,
+    iter_rows,
+    result_header,
+    result_source,
+    shape_of,
+    table_header,
+    table_values,
+)
 from .results_parquet import PARQUET_CONTENT_TYPE, parquet_chunks
 
 CSV_FLUSH_BYTES = 64 * 1024
@@ -55,25 +67,64 @@ def csv_cell(value: Any) -> str:
     return cell_text(value)
 
 
-def csv_chunks(source: Source, shape: str) -> Iterator[bytes]:
-    """The body as CSV (UTF-8), in pieces of about CSV_FLUSH_BYTES. Null and missing cells are empty."""
-    header = table_header(source, shape)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+# Cells the csv module already writes as cell_text would: numbers as their repr, null as an empty cell.
+_CSV_AS_IS = frozenset({int, float, type(None)})
+# Rows handed to the csv writer at once: fewer calls from Python, and the output joined once per batch.
+CSV_BATCH_ROWS = 1000
+
+
+class _Pieces(list):
+    """Where the csv writer puts its lines: a list, so that a batch is joined once rather than copied through
+    a buffer line by line."""
+
+    write = list.append
+
+
+def csv_chunks(source: Source, shape: str, header: Header | None = None) -> Iterator[bytes]:
+    """The body as CSV (UTF-8), in pieces of about CSV_FLUSH_BYTES. Null and missing cells are empty.
+
+    One pass over the body when `header` is given (the columns recorded when the result was stored,
+    jobs.results.result_header); without it, one more pass finds the columns first.
+    """
+    if header is None:
+        header = table_header(source, shape)
+    pieces = _Pieces()
+    writer = csv.writer(pieces)
     writer.writerow([formula_safe(name) for name in header.names])
-    columns, has_lead, text = header.columns, header.lead is not None, csv_cell
+    columns, has_lead, text, as_is, triggers = (
+        header.columns,
+        header.lead is not None,
+        csv_cell,
+        _CSV_AS_IS,
+        FORMULA_TRIGGERS,
+    )
+    batch: list[list[Any]] = []
+    size = 0
     for lead, cells in iter_rows(source, shape):
-        get = cells.get
-        row = [text(get(name)) for name in columns]
+        # csv_cell, with its two commonest cases (numbers and null as they are, text made formula-safe) inline:
+        # this line runs once per cell of the result.
+        row = [
+            value
+            if (kind := type(value)) in as_is
+            else ("'" + value if value[:1] in triggers else value)
+            if kind is str
+            else text(value)
+            for value in map(cells.get, columns)
+        ]
         if has_lead:
-            row.insert(0, text(lead))
-        writer.writerow(row)
-        if buffer.tell() >= CSV_FLUSH_BYTES:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-    if buffer.tell():
-        yield buffer.getvalue().encode()
+            row.insert(0, lead if type(lead) in as_is else text(lead))
+        batch.append(row)
+        if len(batch) >= CSV_BATCH_ROWS:
+            writer.writerows(batch)
+            batch.clear()
+            size += sum(map(len, pieces))
+            if size >= CSV_FLUSH_BYTES:
+                yield "".join(pieces).encode()
+                pieces.clear()
+                size = 0
+    writer.writerows(batch)
+    if pieces:
+        yield "".join(pieces).encode()
 
 
 def _text_cell(sheet, text: str) -> WriteOnlyCell:
@@ -128,14 +179,15 @@ class _DatedZipFile(ZipFile):
             shutil.copyfileobj(source, target, 1024 * 1024)
 
 
-def xlsx_file(source: Source, shape: str, stamp: datetime | None = None) -> IO[bytes]:
+def xlsx_file(source: Source, shape: str, stamp: datetime | None = None, header: Header | None = None) -> IO[bytes]:
     """The body as an XLSX workbook in an anonymous temporary file (removed when closed), positioned at 0.
 
     openpyxl's write-only mode streams rows to disk. Beyond Excel's row limit, rows continue on further
     sheets ("result 2", ...), each with the header. The workbook and its ZIP entries are dated `stamp` (when
     the result was stored), so that the same result always gives the same bytes, whoever downloads it.
     """
-    header = table_header(source, shape)
+    if header is None:
+        header = table_header(source, shape)
     workbook = Workbook(write_only=True)
     sheet = None
     sheets = 0
@@ -168,9 +220,13 @@ def download_response(job, result, fmt: str) -> HttpResponseBase:
         response = StreamingHttpResponse(source(), content_type=result.content_type or "application/json")
         response["Content-Length"] = str(result.size_bytes)
     elif fmt == "csv":
-        response = StreamingHttpResponse(csv_chunks(source, shape_of(result)), content_type="text/csv; charset=utf-8")
+        shape = shape_of(result)
+        chunks = csv_chunks(source, shape, result_header(result, source, shape))
+        response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
     elif fmt == "xlsx":
-        response = FileResponse(xlsx_file(source, shape_of(result), result.stored_at), content_type=XLSX_CONTENT_TYPE)
+        shape = shape_of(result)
+        workbook = xlsx_file(source, shape, result.stored_at, result_header(result, source, shape))
+        response = FileResponse(workbook, content_type=XLSX_CONTENT_TYPE)
     elif fmt == "parquet":
         response = StreamingHttpResponse(parquet_chunks(source, shape_of(result)), content_type=PARQUET_CONTENT_TYPE)
     else:

@@ -300,8 +300,10 @@ def job_result_store(
     content_type: str,
     row_count: int | None = None,
     shape: str = "",
+    columns: list[str] | None = None,
 ) -> JobResult:
-    """Store a result body exactly as received, in fixed-size chunks, replacing any earlier copy."""
+    """Store a result body exactly as received, in fixed-size chunks, replacing any earlier copy, with what a
+    pass over it found (jobs.results.describe_body): shape, row count and column names."""
     size = 0
     digest = hashlib.sha256()
     chunk_size = settings.JOBS_RESULT_CHUNK_BYTES
@@ -329,7 +331,12 @@ def job_result_store(
         if buffer or seq == 0:
             flush(bytes(buffer))
         JobResult.objects.filter(pk=result.pk).update(
-            size_bytes=size, sha256=digest.hexdigest(), chunk_count=seq, row_count=row_count, shape=shape
+            size_bytes=size,
+            sha256=digest.hexdigest(),
+            chunk_count=seq,
+            row_count=row_count,
+            shape=shape,
+            columns=columns,
         )
         # A result is normally stored before its job succeeds, and that transition tallies it; one stored for a
         # job that has already succeeded (replaced, or restored) is tallied here.
@@ -359,6 +366,32 @@ def result_iter_chunks(result: JobResult) -> Iterator[bytes]:
 def result_read_all(result: JobResult) -> bytes:
     """The whole body; for small results only (previews, tests)."""
     return b"".join(result_iter_chunks(result))
+
+
+def results_describe_stored(*, limit: int | None = None) -> int:
+    """Record shape, row count and columns of results stored before columns were recorded; answers how many.
+
+    1. Lists the ids of results without columns (at most `limit`), oldest first.
+    2. For each, reads its body once (describe_body) outside any transaction, then writes what it found only if
+       the row still has no columns (a result replaced meanwhile keeps what its own store recorded).
+    A result too wide to record columns for keeps none and is read again by a later run; downloads never
+    need this to have run (they find the columns themselves), it only makes them read the body once.
+    """
+    from .results import describe_body, result_source
+
+    ids = JobResult.objects.filter(columns__isnull=True).order_by("stored_at", "pk").values_list("pk", flat=True)
+    done = 0
+    for result_id in list(ids[:limit] if limit else ids):
+        result = JobResult.objects.filter(pk=result_id).first()
+        if result is None:
+            continue
+        described = describe_body(result_source(result))
+        if described.columns is None:
+            continue
+        done += JobResult.objects.filter(pk=result_id, columns__isnull=True).update(
+            shape=described.shape, row_count=described.rows, columns=described.columns
+        )
+    return done
 
 
 # --- Connections --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,7 +66,8 @@ def job_create(
     """Queue an async job and log the POST that created it, in one transaction.
 
     A timer script's job (when timer scripts are on) is created running with a due time and its result
-    already written: no worker ever claims it, and `job_observe` completes it once the due time passes.
+    already written: no worker ever claims it, and the first status or result request after its due time
+    completes it (`job_status`, `job_observe`).
     """
     now = timezone.now()
     fields: dict[str, Any] = {}
@@ -149,6 +151,42 @@ def job_delete(*, job_id: Any, owner: str) -> bool:
         to_state=State.DELETED,
         finished_at=Coalesce(F("finished_at"), Value(timezone.now())),
     )
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a status request answers from: the job's id, state and creation time."""
+
+    pk: Any
+    state: str
+    created_at: datetime
+
+
+def job_status(*, job_id: Any, owner: str) -> JobStatus | None:
+    """A status request: count it and read the owner's job state, completing a due timer; None when the job is
+    not the owner's (or does not exist, or was deleted).
+
+    Two statements on the job's primary key, the counting UPDATE and a SELECT of four columns (never the result
+    text or the request), and a third only once in a timer job's life, when it completes: status requests are
+    what a dashboard sends most, so they never read more of the row than the answer needs.
+    """
+    if job_id is None:
+        return None
+    jobs = EngineJob.objects.filter(pk=job_id, owner=owner).exclude(state=State.DELETED)
+    if jobs.update(status_requests=F("status_requests") + 1) == 0:
+        return None
+    row = next(iter(jobs.values_list("state", "created_at", "is_timer", "due_at")[:1]), None)
+    if row is None:  # deleted between the two statements
+        return None
+    state, created_at, is_timer, due_at = row
+    if is_timer and state == State.RUNNING and due_at <= timezone.now():
+        if job_transition(job_id=job_id, from_states=(State.RUNNING,), to_state=State.SUCCEEDED, finished_at=due_at):
+            state = State.SUCCEEDED
+        else:  # moved by another request meanwhile (completed, or deleted)
+            state = jobs.values_list("state", flat=True).first() or State.DELETED
+            if state == State.DELETED:
+                return None
+    return JobStatus(pk=job_id, state=state, created_at=created_at)
 
 
 def job_observe(*, job_id: Any, owner: str, count_status_request: bool) -> EngineJob | None:

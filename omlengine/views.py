@@ -132,7 +132,7 @@ def job(request: HttpRequest, user: str, version: str, job_id: str) -> HttpRespo
         if not services.job_delete(job_id=_job_uuid(job_id), owner=user):
             raise _job_not_found(job_id)
         return JsonResponse({"result": "job deleted successfully"})
-    found = services.job_observe(job_id=_job_uuid(job_id), owner=user, count_status_request=True)
+    found = services.job_status(job_id=_job_uuid(job_id), owner=user)
     if found is None:
         raise _job_not_found(job_id)
     if found.state in (State.SUCCEEDED, State.FAILED):

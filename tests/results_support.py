@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta
 
 from jobs.models import Connection, Job
-from jobs.results import describe_result
+from jobs.results import describe_body
 from jobs.services import connection_save, job_result_store, job_transition
 from jobs.states import JobKind, JobState
 
@@ -71,21 +71,31 @@ def finish_async(job: Job, *, created: datetime, queue: float, oml: float, fetch
     return job
 
 
-def store_result(job: Job, body: bytes | dict | list, *, chunk_size: int | None = None):
-    """Store `body` (bytes as they are; anything else as {"result": body}) as the job's result."""
+def store_result(job: Job, body: bytes | dict | list, *, chunk_size: int | None = None, with_columns: bool = True):
+    """Store `body` (bytes as they are; anything else as {"result": body}) as the job's result, described as the
+    worker describes it; `with_columns=False` stores it as results stored before their columns were recorded."""
     raw = body if isinstance(body, bytes) else json.dumps({"result": body}).encode()
-    shape, rows = describe_result(raw)
+    described = describe_body(raw)
     size = chunk_size or len(raw) or 1
     chunks = [raw[i : i + size] for i in range(0, len(raw), size)] or [b""]
-    return job_result_store(job_id=job.pk, chunks=chunks, content_type="application/json", row_count=rows, shape=shape)
+    return job_result_store(
+        job_id=job.pk,
+        chunks=chunks,
+        content_type="application/json",
+        row_count=described.rows,
+        shape=described.shape,
+        columns=described.columns if with_columns else None,
+    )
 
 
-def succeeded_job_with_result(owner, body, *, kind: str = JobKind.DO_EVAL, script: str = "score", **fields) -> Job:
+def succeeded_job_with_result(
+    owner, body, *, kind: str = JobKind.DO_EVAL, script: str = "score", with_columns: bool = True, **fields
+) -> Job:
     from django.utils import timezone
 
     job = make_job(owner, kind=kind, script=script, **fields)
     finish_async(job, created=timezone.now() - timedelta(minutes=5), queue=1, oml=10, fetch=0.5)
-    store_result(job, body)
+    store_result(job, body, with_columns=with_columns)
     return job
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
+import statistics
+from statistics import NormalDist
 
 import pytest
 
@@ -45,29 +48,82 @@ def test_learning_needs_three_runs_and_reads_median_and_spread():
     assert wide.spread == pytest.approx(0.1, rel=0.15)
 
 
-def test_the_learned_schedule_polls_sparsely_before_the_window_and_densely_inside_it(settings):
-    settings.JOBS_POLL_LAG_TARGET, settings.JOBS_POLL_INITIAL = 2.0, 0.5
-    expected = polling.Expectation(median=300.0, spread=0.1)
-    opens, closes = expected.window
+def test_the_learned_schedule_first_looks_at_the_start_quantile_then_polls_densely_into_the_late_tail(settings):
+    settings.JOBS_POLL_LAG_TARGET, settings.JOBS_POLL_INITIAL = 1.5, 0.5
+    expected = polling.Expectation(median=90.0, spread=0.1)
+    opens, closes = expected.dense
+    # The first look comes when START_QUANTILE of past runs had finished, and dense polling lasts until all but
+    # 1 - END_QUANTILE of them had.
+    assert opens == pytest.approx(expected.quantile(polling.START_QUANTILE))
+    assert closes == pytest.approx(expected.quantile(polling.END_QUANTILE))
+    share_before = NormalDist().cdf(math.log(opens / expected.median) / expected.spread)
+    assert share_before == pytest.approx(polling.START_QUANTILE)
     ages = poll_times(closes, expected)
-    before = [age for age in ages if age < opens - 1e-6]
-    inside = [age for age in ages if opens - 1e-6 <= age < closes]
-    assert len(before) <= 2  # one guard look, then the window's opening
-    gaps = [b - a for a, b in itertools.pairwise(inside)]
-    assert gaps
+    assert ages[0] == pytest.approx(opens)  # a window opening this soon gets no early look
+    gaps = [b - a for a, b in itertools.pairwise(ages)]
     assert max(gaps) <= settings.JOBS_POLL_LAG_TARGET + 1e-9
-    fixed_polls = closes / 2.0
-    assert len(ages) < fixed_polls / 2
 
 
-def test_the_learned_schedule_backs_off_from_the_windows_end_for_a_late_run(settings):
+def test_a_script_whose_window_opens_late_gets_one_early_look_half_way_there(settings):
+    settings.JOBS_POLL_LAG_TARGET, settings.JOBS_POLL_INITIAL = 1.5, 0.5
+    expected = polling.Expectation(median=600.0, spread=0.1)
+    opens = expected.dense[0]
+    assert opens > polling.GUARD_AFTER
+    ages = poll_times(opens, expected)
+    assert ages[:2] == [pytest.approx(opens / 2), pytest.approx(opens)]
+
+
+def simulate(schedule_delay, first: float, finish: float) -> tuple[int, float]:
+    """Polls a job finishing at `finish` receives, and its detection lag, under a schedule."""
+    age, polls = first, 1
+    while age < finish:
+        age += schedule_delay(age)
+        polls += 1
+    return polls, age - finish
+
+
+def test_quantile_placement_needs_four_times_fewer_polls_than_fixed_2_s_at_a_better_p95_lag(settings):
+    """On the benchmark's workload (six recurring scripts, medians 10 to 300 s, lognormal sigma 0.10, 20 past
+    runs each), the learned schedule, fitted to the past runs, against polling every 2 s."""
+    settings.JOBS_POLL_LAG_TARGET, settings.JOBS_POLL_INITIAL = 1.5, 0.5
+    settings.JOBS_POLL_FACTOR, settings.JOBS_POLL_CAP = 1.5, 10.0
+    rng = random.Random(7)
+    fixed_polls, fixed_lags, learned_polls, learned_lags = [], [], [], []
+    for median in (10, 20, 45, 90, 180, 300):
+        expected = polling.learn([median * math.exp(rng.gauss(0, 0.1)) for _ in range(20)])
+        for _ in range(300):
+            finish = median * math.exp(rng.gauss(0, 0.1))
+            polls, lag = simulate(lambda age: 2.0, 2.0, finish)
+            fixed_polls.append(polls)
+            fixed_lags.append(lag)
+            delay = functools.partial(lambda age, e: polling.next_delay(age=age, expected=e), e=expected)
+            polls, lag = simulate(delay, polling.first_delay(expected), finish)
+            learned_polls.append(polls)
+            learned_lags.append(lag)
+    assert statistics.mean(fixed_polls) / statistics.mean(learned_polls) >= 4
+    p95 = statistics.quantiles(learned_lags, n=20)[-1]
+    assert p95 <= statistics.quantiles(fixed_lags, n=20)[-1]
+    assert p95 <= settings.JOBS_POLL_LAG_TARGET
+
+
+def test_the_learned_schedule_backs_off_from_the_end_of_dense_polling_for_a_very_late_run(settings):
     settings.JOBS_POLL_INITIAL, settings.JOBS_POLL_FACTOR, settings.JOBS_POLL_CAP = 0.5, 1.5, 10.0
     settings.JOBS_POLL_LAG_TARGET = 1.5
     expected = polling.Expectation(median=200.0, spread=0.05)
-    closes = expected.window[1]
+    closes = expected.dense[1]
+    assert polling.next_delay(age=closes - 1, expected=expected) == pytest.approx(1.5)
     assert polling.next_delay(age=closes + 1, expected=expected) == pytest.approx(1.5)
     assert polling.next_delay(age=closes + 8, expected=expected) == pytest.approx(4.0)
     assert polling.next_delay(age=closes + 500, expected=expected) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("finish", [0.3, 2.7, 33.0, 1000.0])
+def test_a_job_with_no_history_keeps_the_backoff_bound_whatever_the_lag_target(settings, finish):
+    settings.JOBS_POLL_INITIAL, settings.JOBS_POLL_FACTOR, settings.JOBS_POLL_CAP = 0.5, 1.5, 10.0
+    settings.JOBS_POLL_LAG_TARGET = 5.0
+    ages = poll_times(finish + 20, expected=polling.learn([12.0, 13.0]))  # two runs: too few to learn from
+    lag = detection(ages, finish) - finish
+    assert lag <= min(settings.JOBS_POLL_CAP, max(detection(ages, finish) / 3, settings.JOBS_POLL_INITIAL)) + 1e-9
 
 
 def test_no_schedule_waits_past_the_deadline(settings):
