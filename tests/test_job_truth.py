@@ -279,3 +279,18 @@ def test_the_signature_statistics_outlive_the_job_rows_they_came_from(live, anal
     assert script_durations(
         connection_id=job.connection_id, script_name="truth_probe", script_owner="", signature=job.call_signature
     )
+
+
+def test_a_graphics_result_s_dataframe_is_a_table_on_the_job_page(live, analyst, client):
+    job = wait_terminal(submit(analyst, kind="do_eval", script="RandomRedDots", graphicsFlag=True))
+    assert job.state == JobState.SUCCEEDED
+    client.force_login(analyst)
+    page = client.get(f"/jobs/{job.uuid}/").content.decode()
+    preview = page.split('id="result-preview"', 1)[1]
+    head = preview.split("</thead>", 1)[0]
+    assert "<th>id</th>" in head
+    assert "<th>val</th>" in head
+    # The DataFrame's nine rows, one cell per value, not one JSON string.
+    assert "<td>0.09</td>" in preview
+    assert "Showing 9 of 9 rows" in preview
+    assert "&quot;val&quot;" not in preview
