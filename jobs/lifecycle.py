@@ -183,6 +183,8 @@ def submit(job_id: int) -> None:
         to_state=target,
         expected=[S.QUEUED],
         reason="sending to OML",
+        # The timeline keeps which version of the script was sent, beside the job's own snapshot.
+        detail={key: snapshot[key] for key in ("script_sha256", "script_date") if snapshot.get(key)},
         at=now,
         submitted_at=now,
         call_signature=job.call_signature,

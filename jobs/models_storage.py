@@ -53,6 +53,7 @@ class ScriptStats(models.Model):
         max_length=64,
         blank=True,
         default="",
+        db_default="",
         help_text="A call signature (jobs.stats.call_signature) of the script; empty: every run of the script.",
     )
     durations = models.JSONField(default=list, help_text="Seconds in OML of the latest runs, oldest first.")
