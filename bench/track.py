@@ -329,7 +329,23 @@ def growth_report(before: dict[str, int], after: dict[str, int], jobs: list) -> 
     polls = [job.poll_count for job in jobs]
     kept = [len(job.poll_log.get("first", [])) + len(job.poll_log.get("last", [])) for job in jobs]
     total = sum(grown.values())
-    return {
+    rows = {}
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # Table files grow with every row version a poll's UPDATE leaves behind until vacuum reuses the space;
+        # what a job row itself weighs now, and its poll log's part of it, is the bound that stays.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT avg(pg_column_size(j.*)), avg(pg_column_size(j.poll_log)) FROM jobs_job j WHERE j.id = ANY(%s)",
+                [[job.pk for job in jobs]],
+            )
+            row_bytes, log_bytes = cursor.fetchone()
+        rows = {
+            "job_row_bytes_mean": round(float(row_bytes or 0), 1),
+            "poll_log_stored_bytes_mean": round(float(log_bytes or 0), 1),
+        }
+    return rows | {
         "table_bytes_before": sum(before.values()),
         "table_bytes_after": sum(after.values()),
         "growth_bytes": total,
