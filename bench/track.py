@@ -10,6 +10,9 @@ slot), waits for every job to end, and prints figures; the last line is one JSON
 
 --strategy also prints each recurring script's figures and the spread of the headline figures over
 bootstrap resamples of the runs (the 5th and 95th percentiles of the poll ratio and of each p95 lag).
+--strategy also runs one script with two call signatures (about 20 s and 200 s, each varying by about 10 %):
+its history mixes both, so only expectations learned per signature can poll it well. Every run prints the
+database's growth (table sizes before the jobs and after them, and the poll logs' share).
 
 Lag is the time from the engine finishing a job (its due time) to the dashboard recording `succeeded`.
 Polls are the status requests the dashboard sent for a job (they equal the engine's count).
@@ -41,6 +44,9 @@ sys.path.insert(0, str(ROOT))
 MEDIANS = [10, 20, 45, 90, 180, 300]
 SPREAD = 0.10  # lognormal sigma: durations vary by about 10 % around each median
 HISTORY_RUNS = 20
+# One script, two call signatures: the same timer called with arguments that take about 20 s and 200 s.
+TWO_SIGNATURES_OWNER = "TWO_SIGNATURES"
+TWO_SIGNATURE_MEDIANS = [20, 200]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -75,7 +81,7 @@ def configure(args) -> dict:
         "DJANGO_SETTINGS_MODULE": "omlpy_dashboard.settings",
     }
     if args.db == "postgres":
-        name = f"omlpy_track_{os.getpid()}"
+        name = args.pg_database or f"omlpy_track_{os.getpid()}"
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f"CREATE DATABASE {name}"], check=True)
         env |= {
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}",
@@ -242,6 +248,118 @@ def seed_history(connection, user, owners: list[str], rng: random.Random) -> Non
     )
 
 
+def register_two_signature_script() -> None:
+    from django.core.management import call_command
+
+    call_command(
+        "omlengine_script",
+        "add",
+        "timer",
+        str(ROOT / "omlengine" / "seed_scripts" / "timer.py"),
+        "--owner",
+        TWO_SIGNATURES_OWNER,
+        "--global",
+        "--description",
+        "one script called with two signatures: about 20 s and 200 s",
+        verbosity=0,
+    )
+
+
+def two_signature_parameters(median: float) -> dict:
+    # The engine draws each run's duration around `seconds` (jitter: lognormal sigma): equal arguments, varying runs.
+    return {"seconds": median, "jitter": SPREAD}
+
+
+def seed_two_signature_history(connection, rng: random.Random) -> None:
+    """Past runs of the two-signature script, as the statistics hold them after earlier days: alternating
+    between its signatures, so that the script's own history is an even mix of 20 s and 200 s runs."""
+    from types import SimpleNamespace
+
+    from django.utils import timezone
+
+    from jobs.stats import call_signature, script_stats_record
+
+    for _ in range(HISTORY_RUNS):
+        for median in TWO_SIGNATURE_MEDIANS:
+            call = SimpleNamespace(
+                kind="do_eval",
+                parameters=two_signature_parameters(median),
+                input_sql="",
+                rows=None,
+                group_by="",
+                times=None,
+                connection_id=connection.pk,
+            )
+            script_stats_record(
+                connection_id=connection.pk,
+                script_name="timer",
+                script_owner=TWO_SIGNATURES_OWNER,
+                signature=call_signature(call),
+                seconds=median * math.exp(rng.gauss(0, SPREAD)),
+                at=timezone.now(),
+            )
+
+
+def table_sizes() -> dict[str, int]:
+    """Bytes of each of the dashboard's tables (jobs_*), indexes and TOAST included on PostgreSQL; on SQLite
+    the pages of each table and its indexes (dbstat), or the whole file where dbstat is not built in."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind = 'r' AND n.nspname = 'public' AND c.relname LIKE 'jobs%%'"
+            )
+            return dict(cursor.fetchall())
+        try:
+            cursor.execute(
+                "SELECT COALESCE(m.tbl_name, s.name), SUM(s.pgsize) FROM dbstat s "
+                "LEFT JOIN sqlite_master m ON m.name = s.name GROUP BY 1"
+            )
+            return {name: size for name, size in cursor.fetchall() if name.startswith("jobs")}
+        except Exception:  # dbstat is a compile-time option of SQLite
+            path = connection.settings_dict["NAME"]
+            return {"(database file)": os.path.getsize(path)}
+
+
+def growth_report(before: dict[str, int], after: dict[str, int], jobs: list) -> dict:
+    """Table growth over the run, per job, and what the jobs' poll logs weigh (as JSON text)."""
+    grown = {name: after.get(name, 0) - before.get(name, 0) for name in sorted(set(before) | set(after))}
+    logs = [len(json.dumps(job.poll_log, separators=(",", ":"))) for job in jobs]
+    polls = [job.poll_count for job in jobs]
+    kept = [len(job.poll_log.get("first", [])) + len(job.poll_log.get("last", [])) for job in jobs]
+    total = sum(grown.values())
+    rows = {}
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # Table files grow with every row version a poll's UPDATE leaves behind until vacuum reuses the space;
+        # what a job row itself weighs now, and its poll log's part of it, is the bound that stays.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT avg(pg_column_size(j.*)), avg(pg_column_size(j.poll_log)) FROM jobs_job j WHERE j.id = ANY(%s)",
+                [[job.pk for job in jobs]],
+            )
+            row_bytes, log_bytes = cursor.fetchone()
+        rows = {
+            "job_row_bytes_mean": round(float(row_bytes or 0), 1),
+            "poll_log_stored_bytes_mean": round(float(log_bytes or 0), 1),
+        }
+    return rows | {
+        "table_bytes_before": sum(before.values()),
+        "table_bytes_after": sum(after.values()),
+        "growth_bytes": total,
+        "growth_bytes_per_job": round(total / len(jobs), 1) if jobs else None,
+        "growth_by_table": {name: size for name, size in grown.items() if size},
+        "poll_log_bytes_mean": round(sum(logs) / len(logs), 1) if logs else None,
+        "poll_log_bytes_max": max(logs, default=None),
+        "polls_per_job_max": max(polls, default=None),
+        "poll_log_entries_kept_max": max(kept, default=None),
+    }
+
+
 def summarise(jobs, engine_finish: dict) -> dict:
     lags = []
     polls = []
@@ -346,6 +464,9 @@ def main() -> None:
     parser.add_argument("--submit-threads", type=int, default=4, help="threads creating the jobs")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds allowed after the last due time")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--pg-database", default="", help="--db postgres: the database to create and drop")
+    parser.add_argument("--broker-db", type=int, default=11, help="--db postgres: Redis DB of the broker")
+    parser.add_argument("--cache-db", type=int, default=12, help="--db postgres: Redis DB of the cache")
     args = parser.parse_args()
 
     # Stopped from outside, still stop everything this script started.
@@ -396,11 +517,17 @@ def main() -> None:
             owners = register_recurring_scripts()
             connections = {s: connection(f"engine ({s})", s, s == "learned") for s in ("fixed", "backoff", "learned")}
             seed_history(connections["learned"], user, owners, rng)
+            register_two_signature_script()
+            seed_two_signature_history(connections["learned"], rng)
             for _ in range(args.per_script):
                 for owner, median in zip(owners, MEDIANS, strict=True):
                     seconds = round(median * math.exp(rng.gauss(0, SPREAD)), 3)
                     for strategy, conn in connections.items():
                         plan.append((conn, {"script_owner": owner, "parameters": {"seconds": seconds}, "_s": strategy}))
+                for median in TWO_SIGNATURE_MEDIANS:
+                    for strategy, conn in connections.items():
+                        request = {"script_owner": TWO_SIGNATURES_OWNER, "parameters": two_signature_parameters(median)}
+                        plan.append((conn, request | {"_s": strategy}))
             horizon = max(MEDIANS) * math.exp(3 * SPREAD)
         else:
             conn = connection("engine", "", True)
@@ -408,6 +535,7 @@ def main() -> None:
                 plan.append((conn, {"parameters": {"seconds": round(rng.uniform(args.min, args.max), 3)}}))
             horizon = args.max
 
+        sizes_before = table_sizes()
         # The worker alone is measured; beat runs beside it as its own process, as in production.
         worker = stack.start_worker(concurrency=args.concurrency, beat=False)
         stack.start_beat()
@@ -450,6 +578,7 @@ def main() -> None:
             time.sleep(5)
 
         jobs = list(measured)
+        figures_growth = growth_report(sizes_before, table_sizes(), jobs)
         engine_finish = dict(
             EngineJob.objects.filter(pk__in=[j.oml_job_id for j in jobs if j.oml_job_id]).values_list(
                 "pk", "finished_at"
@@ -494,9 +623,24 @@ def main() -> None:
                 print(f"  {owner:12s} {json.dumps(figures_of_script)}")
             figures["spread"] = bootstrap_spread(jobs, strategies, engine_finish, args.resamples, args.seed)
             print(f"spread   {json.dumps(figures['spread'])}")
+            # The two-signature script alone: the learned schedule must be no worse than the others for it.
+            two = {}
+            for strategy in ("fixed", "backoff", "learned"):
+                chosen = [
+                    job for job in jobs if strategies[job.pk] == strategy and job.script_owner == TWO_SIGNATURES_OWNER
+                ]
+                two[strategy] = {
+                    f"{median}s": summarise([j for j in chosen if j.parameters.get("seconds") == median], engine_finish)
+                    for median in TWO_SIGNATURE_MEDIANS
+                }
+                two[strategy]["all"] = summarise(chosen, engine_finish)
+                print(f"two signatures {strategy:8s} {json.dumps(two[strategy]['all'])}")
+            figures["two_signatures"] = two
         else:
             summary = summarise(jobs, engine_finish)
             figures |= {k: v for k, v in summary.items() if k != "jobs"}
+        figures["database_growth"] = figures_growth
+        print(f"database growth {json.dumps(figures_growth)}")
         print(json.dumps(figures))
     finally:
         if sampler:

@@ -8,10 +8,13 @@ Definitions (the page and its JSON endpoints say the same):
   That is numpy's default (`method="linear"`) and PostgreSQL's `percentile_cont`, which computes them in the
   database on PostgreSQL; elsewhere they are computed here over at most MAX_ROWS of the newest matching jobs
   (an indexed, bounded query).
-- **Phases** of a succeeded job, as on the job page (jobs.selectors.job_durations): queue wait
-  `submitted_at - created_at`, OML time `oml_finished_at - submitted_at` (sync calls: `finished_at -
-  submitted_at`), fetch time `result_fetched_at - oml_finished_at`. Each day shows the mean of each phase,
-  so the three stack to the mean total.
+- **Phases** of a succeeded job, as on the job page (jobs.timing.job_phases, the one definition): queue wait
+  `submitted_at - created_at`; OML time up to the last status request OML answered "still running"
+  (`oml_last_running_at - submitted_at`; sync calls: `finished_at - submitted_at`); detection lag, the span
+  in which OML's finish went unseen (`oml_finished_at - oml_last_running_at`, an upper bound); fetch time
+  `result_fetched_at - oml_finished_at`. OML's real time lies between the OML phase and OML + lag
+  (jobs.timing.oml_bounds). Each day shows the mean of each phase, so they stack to the mean total. Jobs
+  that retention removed carry no lag: their rollups keep queue, OML and fetch sums only.
 - Jobs that retention removed count through their rollups (jobs.rollups): outcomes and phase means exactly,
   durations through log buckets (a percentile within about 2.5 % of the exact one).
 - **Failure rate** of a day: (failed + timed out) / (succeeded + failed + timed out). Cancelled jobs are a
@@ -33,6 +36,8 @@ from django.utils import timezone
 from .models import Job, JobRollup
 from .rollups import rollup_durations, rollup_outcomes, rollup_phases, weighted_percentile
 from .states import TERMINAL_STATES, JobState
+from .timing import COLUMNS as TIMING_COLUMNS
+from .timing import job_phases
 
 MAX_ROWS = 200_000
 GANTT_MAX_JOBS = 300
@@ -152,25 +157,18 @@ class PhasePoint:
     queue: float | None
     oml: float | None
     fetch: float | None
+    lag: float | None = None
 
 
 def phase_split(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) -> list[PhasePoint]:
     """Mean queue wait, OML time and fetch time of succeeded jobs, per day (with those purged: `purged`)."""
-    rows = (
-        jobs.filter(state=JobState.SUCCEEDED)
-        .order_by("-created_at", "-id")
-        .values_list("created_at", "submitted_at", "oml_finished_at", "result_fetched_at", "finished_at", "async_flag")
-    )
+    rows = jobs.filter(state=JobState.SUCCEEDED).order_by("-created_at", "-id").values(*TIMING_COLUMNS)
     # Sums and counts, so that the rollups of purged jobs add in: {"jobs", "<phase>_sum", "<phase>_n"}.
     days = rollup_phases(purged)
-    for created, submitted, oml_finished, fetched, finished, is_async in rows[:MAX_ROWS]:
-        bucket = days[_day(created)]
+    for row in rows[:MAX_ROWS]:
+        bucket = days[_day(row["created_at"])]
         bucket["jobs"] += 1
-        for name, value in (
-            ("queue", _seconds(created, submitted)),
-            ("oml", _seconds(submitted, oml_finished if is_async else finished)),
-            ("fetch", _seconds(oml_finished, fetched)),
-        ):
+        for name, value in job_phases(row).items():
             if value is not None:
                 bucket[f"{name}_sum"] += value
                 bucket[f"{name}_n"] += 1
@@ -179,7 +177,7 @@ def phase_split(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) 
         return _round(bucket[f"{name}_sum"] / bucket[f"{name}_n"]) if bucket[f"{name}_n"] else None
 
     return [
-        PhasePoint(day, int(b["jobs"]), mean(b, "queue"), mean(b, "oml"), mean(b, "fetch"))
+        PhasePoint(day, int(b["jobs"]), mean(b, "queue"), mean(b, "oml"), mean(b, "fetch"), mean(b, "lag"))
         for day, b in sorted(days.items())
     ]
 
@@ -299,6 +297,7 @@ def phases_json(points: list[PhasePoint]) -> dict:
         "queue": [p.queue for p in points],
         "oml": [p.oml for p in points],
         "fetch": [p.fetch for p in points],
+        "lag": [p.lag for p in points],
         "jobs": [p.jobs for p in points],
     }
 

@@ -33,12 +33,12 @@ from .oml.client import OMLClient, client_for
 from .oml.errors import OMLError
 from .services import job_result_store, job_transition, job_update_polling
 from .states import JobState
-from .stats import script_durations
+from .stats import call_signature, script_durations
+from .timing import oml_bounds
 
 logger = logging.getLogger(__name__)
 
 S = JobState
-SCRIPT_LIST_TTL = 30
 STATUS_500_MARK = "OML answered 500 on the status URL; asking once more before calling the job failed."
 # Bodies up to this size are looked at for an errorMessage: error bodies are small.
 ERROR_BODY_LIMIT = 1024 * 1024
@@ -75,23 +75,46 @@ def _job_in_state(job_id: int, state: str) -> Job | None:
     return job
 
 
-def _script_snapshot(job: Job, client: OMLClient) -> dict:
-    """The script's source and its sha256, when the server's script list shows it (cached briefly)."""
-    key = f"oml-scripts:{job.connection_id}:{job.connection.updated_at.timestamp()}"
-    scripts = cache.get(key)
-    if scripts is None:
-        try:
-            scripts = client.scripts()
-        except OMLError as exc:
-            logger.info("job %s: no script snapshot (%s)", job.pk, exc)
-            return {}
-        cache.set(key, scripts, timeout=SCRIPT_LIST_TTL)
+def _listed_script(job: Job, client: OMLClient) -> dict | None:
+    """The job's script as OML lists it at this moment (never a cached list: what runs is what is listed
+    now), or None when the list cannot be read or does not show it."""
+    try:
+        scripts = client.scripts()
+    except OMLError as exc:
+        logger.info("job %s: the script list could not be read (%s)", job.pk, exc)
+        return None
     for item in scripts:
         if item["name"] == job.script_name and (not job.script_owner or item["owner"] == job.script_owner):
-            source = item.get("script") or ""
-            if source:
-                return {"script_source": source, "script_sha256": hashlib.sha256(source.encode()).hexdigest()}
-    return {}
+            return item
+    return None
+
+
+def _script_snapshot(job: Job, client: OMLClient) -> dict:
+    """The script OML is about to run, read just before the POST: its source, sha256 and OML's date for it."""
+    item = _listed_script(job, client)
+    if item is None:
+        return {}
+    source = item.get("script") or ""
+    snapshot = {"script_date": (item.get("date") or "")[:64]}
+    if source:
+        snapshot |= {"script_source": source, "script_sha256": hashlib.sha256(source.encode()).hexdigest()}
+    return snapshot
+
+
+def _script_check(job: Job, client: OMLClient) -> dict:
+    """At the finish: the script's date listed now, and whether the script changed since the snapshot (its
+    date or its source differ). Nothing when no snapshot was taken or the list cannot be read now."""
+    if not (job.script_date or job.script_sha256):
+        return {}
+    item = _listed_script(job, client)
+    if item is None:
+        return {}
+    date = (item.get("date") or "")[:64]
+    source = item.get("script") or ""
+    changed = (bool(job.script_date) and date != job.script_date) or (
+        bool(job.script_sha256) and bool(source) and hashlib.sha256(source.encode()).hexdigest() != job.script_sha256
+    )
+    return {"script_date_at_finish": date, "script_changed": changed}
 
 
 def expectation_for(job: Job) -> polling.Expectation | None:
@@ -99,7 +122,10 @@ def expectation_for(job: Job) -> polling.Expectation | None:
     if strategy_of(job) != "learned":
         return None
     recorded = script_durations(
-        connection_id=job.connection_id, script_name=job.script_name, script_owner=job.script_owner
+        connection_id=job.connection_id,
+        script_name=job.script_name,
+        script_owner=job.script_owner,
+        signature=job.call_signature or call_signature(job),
     )
     if recorded is not None:
         return polling.learn(recorded)
@@ -144,7 +170,10 @@ def submit(job_id: int) -> None:
         return
     log_bind(job=job.uuid)
     client = _client(job)
+    job.call_signature = call_signature(job)
     snapshot = _script_snapshot(job, client)
+    for name, value in snapshot.items():
+        setattr(job, name, value)  # the finish of a synchronous call compares with it
     expected = expectation_for(job)
     now = _now()
     target = S.SUBMITTING if job.async_flag else S.RUNNING
@@ -154,8 +183,11 @@ def submit(job_id: int) -> None:
         to_state=target,
         expected=[S.QUEUED],
         reason="sending to OML",
+        # The timeline keeps which version of the script was sent, beside the job's own snapshot.
+        detail={key: snapshot[key] for key in ("script_sha256", "script_date") if snapshot.get(key)},
         at=now,
         submitted_at=now,
+        call_signature=job.call_signature,
         **snapshot,
         **learned,
     ):
@@ -187,6 +219,7 @@ def submit(job_id: int) -> None:
     if job.async_flag:
         # A 200 to an asynchronous call: the server ran it synchronously. Keep the answer all the same.
         logger.warning("job %s: OML answered an async call with 200", job.pk)
+    # A synchronous call is seen whole: its OML time is the call's (jobs.timing), with no detection lag.
     recorder.observe("omlpy_job_oml_duration_seconds", answer.latency_ms / 1000)
     try:
         _store_and_finish(job, target, iter([answer.body]), answer.content_type, answer.http_status, answer.latency_ms)
@@ -291,6 +324,8 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
         if shape == "text" and "json" in content_type.lower():
             # Cut short or garbled on the way: fetching again is safe, and the body is not kept.
             raise OMLError("OML sent a result that is not valid JSON.", permanent=False, http_status=http_status)
+        # Outside the transaction (HTTP): was the script replaced while the job ran?
+        check = _script_check(job, _client(job))
         spool.seek(0)
         now = _now()
         with transaction.atomic():
@@ -317,6 +352,7 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
                 at=now,
                 result_fetched_at=now,
                 **extra,
+                **check,
             )
 
 
@@ -479,9 +515,28 @@ def _schedule(job: Job, now) -> timedelta:
     return timedelta(seconds=polling.next_delay(age=age, expected=expected, until_deadline=until_deadline))
 
 
+def _logged(job: Job, *, sent, http_status: int | None, oml_status: str, elapsed=None, latency_ms=None) -> dict:
+    """The job's poll log with this status request added (written by the UPDATE that records the poll)."""
+    entry = polling.poll_log_entry(
+        at=sent.timestamp(),
+        http_status=http_status,
+        oml_status=oml_status,
+        elapsed_seconds=elapsed,
+        latency_ms=latency_ms,
+    )
+    return polling.poll_log_append(
+        job.poll_log, entry, first=settings.JOBS_POLL_LOG_FIRST, last=settings.JOBS_POLL_LOG_LAST
+    )
+
+
 @log_context()
 def poll(job_id: int) -> None:
-    """One status request for a claimed job, and what follows from the answer."""
+    """One status request for a claimed job, and what follows from the answer.
+
+    The request's time, HTTP status, OML's status and elapsedTime and the latency go to the job's poll log in
+    the same single UPDATE that records the poll. A 202 also records when OML was last seen running (its
+    finish lies after that, jobs.timing); the 302 records when it was seen finished.
+    """
     job = _job_in_state(job_id, S.PENDING)
     if job is None:
         return
@@ -489,11 +544,14 @@ def poll(job_id: int) -> None:
     if job.cancel_requested_at:
         cancel(job.pk, actor=_cancelled_by(job))
         return
+    # Taken before the request: a 202 says OML was still running at some moment after this.
+    sent = _now()
     try:
         status = _client(job).status(job.oml_job_url)
     except OMLError as exc:
         recorder.inc("omlpy_polls_total")
         now = _now()
+        log = _logged(job, sent=sent, http_status=exc.http_status, oml_status=exc.message, latency_ms=exc.latency_ms)
         if exc.permanent:
             job_transition(
                 job_id=job.pk,
@@ -503,6 +561,7 @@ def poll(job_id: int) -> None:
                 http_status=exc.http_status,
                 last_error=exc.message,
                 poll_count=F("poll_count") + 1,
+                poll_log=log,
             )
         else:
             job_update_polling(
@@ -510,6 +569,7 @@ def poll(job_id: int) -> None:
                 requests=1,
                 next_poll_at=now + _schedule(job, now),
                 last_polled_at=now,
+                poll_log=log,
             )
         return
     now = _now()
@@ -522,9 +582,26 @@ def poll(job_id: int) -> None:
             next_poll_at=now + _schedule(job, now),
             last_polled_at=now,
             oml_elapsed_seconds=status.elapsed_seconds,
+            oml_last_running_at=sent,
             last_error="",
+            poll_log=_logged(
+                job,
+                sent=sent,
+                http_status=status.http_status,
+                oml_status=status.oml_status or "pending",
+                elapsed=status.elapsed_seconds,
+                latency_ms=status.latency_ms,
+            ),
         )
         return
+    log = _logged(
+        job,
+        sent=sent,
+        http_status=status.http_status,
+        oml_status=status.oml_status or status.message or status.state,
+        elapsed=status.elapsed_seconds,
+        latency_ms=status.latency_ms,
+    )
     if status.state == "finished":
         _observe_finish_seen(job, now)
         if job_transition(
@@ -540,6 +617,7 @@ def poll(job_id: int) -> None:
             oml_result_url=status.result_url,
             poll_count=counted,
             last_polled_at=now,
+            poll_log=log,
         ):
             fetch(job.pk)
         return
@@ -551,6 +629,7 @@ def poll(job_id: int) -> None:
             next_poll_at=now + timedelta(seconds=settings.JOBS_POLL_INITIAL),
             last_polled_at=now,
             last_error=STATUS_500_MARK,
+            poll_log=log,
         )
         return
     job_transition(
@@ -564,16 +643,21 @@ def poll(job_id: int) -> None:
         last_error=status.message,
         poll_count=counted,
         last_polled_at=now,
+        poll_log=log,
     )
 
 
 def _observe_finish_seen(job: Job, now) -> None:
-    """Metrics of the poll that found a job finished: its time in OML, and the most its finish can have
-    gone unseen (since the previous status request, which found it still running)."""
-    accepted = job.oml_accepted_at or job.submitted_at or job.created_at
-    recorder.observe("omlpy_job_oml_duration_seconds", (now - accepted).total_seconds())
-    previous = job.last_polled_at or accepted
-    recorder.observe("omlpy_job_detection_lag_seconds", (now - previous).total_seconds())
+    """Metrics of the poll that found a job finished, as jobs.timing defines them: its time in OML (the
+    middle of its bounds: after the last 202, before this 302) and the detection lag (this 302 - the last
+    202, an upper bound)."""
+    job.oml_finished_at = now
+    bounds = oml_bounds(job)
+    if bounds is None:
+        return
+    recorder.observe("omlpy_job_oml_duration_seconds", bounds.estimate)
+    if bounds.lag is not None:
+        recorder.observe("omlpy_job_detection_lag_seconds", bounds.lag)
 
 
 # --- Cancel -----------------------------------------------------------------------------------

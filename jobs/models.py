@@ -147,6 +147,16 @@ class Job(models.Model):
     poll_count = models.PositiveIntegerField(default=0)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     oml_elapsed_seconds = models.FloatField(null=True, blank=True, help_text="elapsedTime of the last 202.")
+    oml_last_running_at = models.DateTimeField(
+        null=True, blank=True, help_text="When OML last answered 202 (still running): its finish came after this."
+    )
+    # Database defaults as well: rows written by plain SQL (bench/history.py's bulk fill) need not name them.
+    poll_log = models.JSONField(
+        default=dict,
+        db_default={},
+        blank=True,
+        help_text="The first and last status requests (jobs.polling.poll_log_append) and how many were left out.",
+    )
     expected_seconds = models.FloatField(
         null=True, blank=True, help_text="How long this script usually takes (median), learned from its history."
     )
@@ -164,6 +174,25 @@ class Job(models.Model):
     # Exactly what code ran, when the server's script list shows it.
     script_source = models.TextField(blank=True)
     script_sha256 = models.CharField(max_length=64, blank=True)
+    script_date = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The script's date as OML listed it just before the call.",
+    )
+    script_date_at_finish = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The script's date as OML listed it when the job ended.",
+    )
+    script_changed = models.BooleanField(
+        null=True, blank=True, help_text="The script was replaced while the job ran (None: not checked)."
+    )
+    # What "usually takes" and learned polling compare a run with: kind, parameters, input and connection.
+    call_signature = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]

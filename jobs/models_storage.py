@@ -39,7 +39,8 @@ class JobTally(models.Model):
 
 
 class ScriptStats(models.Model):
-    """What learned polling knows of a script on a connection: its most recent successful durations in OML.
+    """What learned polling knows of a script on a connection: its most recent successful durations in OML,
+    over all its runs (signature "") and per call signature (the same kind, parameters, input and connection).
 
     Written as each job of the script succeeds, read when the next one is submitted; kept when old jobs are
     purged, so that polling stays as sparse after a purge as before it.
@@ -48,17 +49,28 @@ class ScriptStats(models.Model):
     connection_id = models.BigIntegerField()
     script_name = models.CharField(max_length=128)
     script_owner = models.CharField(max_length=128, blank=True)
+    signature = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="A call signature (jobs.stats.call_signature) of the script; empty: every run of the script.",
+    )
     durations = models.JSONField(default=list, help_text="Seconds in OML of the latest runs, oldest first.")
     runs = models.BigIntegerField(default=0, help_text="Successful runs counted since statistics began.")
     updated_at = models.DateTimeField()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["connection_id", "script_name", "script_owner"], name="script_stats_unique")
+            # Also the index of the one lookup: a script's row and its signature's row, by equality.
+            models.UniqueConstraint(
+                fields=["connection_id", "script_name", "script_owner", "signature"], name="script_stats_unique"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"{self.script_name} on {self.connection_id}: {self.runs} runs"
+        signature = f" [{self.signature[:8]}]" if self.signature else ""
+        return f"{self.script_name}{signature} on {self.connection_id}: {self.runs} runs"
 
 
 class RetentionPolicy(models.Model):

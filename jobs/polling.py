@@ -103,3 +103,57 @@ def next_delay(*, age: float, expected: Expectation | None, until_deadline: floa
 
 def first_delay(expected: Expectation | None) -> float:
     return next_delay(age=0.0, expected=expected)
+
+
+# --- The poll log -------------------------------------------------------------------------------------
+#
+# Each job keeps its status requests in a small JSON value instead of a row per poll:
+#   {"first": [entry, ...], "last": [entry, ...], "dropped": n}
+# `first` holds the first `first` polls, `last` the latest `last` ones, and `dropped` counts those between
+# that were let go. An entry is a compact list: [unix time (ms precision), HTTP status or null, OML's `status`
+# text or the error, OML's elapsedTime in seconds or null, latency in ms or null].
+
+POLL_LOG_FIELDS = ("at", "http_status", "oml_status", "elapsed_seconds", "latency_ms")
+
+
+def poll_log_entry(
+    *,
+    at: float,
+    http_status: int | None,
+    oml_status: str,
+    elapsed_seconds: float | None,
+    latency_ms: int | None,
+) -> list:
+    """One status request, as the poll log keeps it (`at`: unix seconds)."""
+    return [round(at, 3), http_status, oml_status[:200], elapsed_seconds, latency_ms]
+
+
+def poll_log_append(log: dict | None, entry: list, *, first: int, last: int) -> dict:
+    """The poll log with `entry` added: a pure function of the old log and the entry, so that the caller can
+    write it in the UPDATE that records the poll (or in one statement for many jobs)."""
+    log = log or {}
+    head = list(log.get("first") or [])
+    tail = list(log.get("last") or [])
+    dropped = int(log.get("dropped") or 0)
+    if len(head) < first and not tail and not dropped:
+        head.append(entry)
+    else:
+        tail.append(entry)
+        if len(tail) > last:
+            dropped += len(tail) - last
+            tail = tail[-last:]
+    return {"first": head, "last": tail, "dropped": dropped}
+
+
+def poll_log_rows(log: dict | None) -> tuple[list[dict], list[dict], int]:
+    """The log's entries as dicts for the job page: (first polls, last polls, how many were left out)."""
+    log = log or {}
+
+    def rows(entries) -> list[dict]:
+        out = []
+        for entry in entries or []:
+            if isinstance(entry, list) and len(entry) == len(POLL_LOG_FIELDS):
+                out.append(dict(zip(POLL_LOG_FIELDS, entry, strict=True)))
+        return out
+
+    return rows(log.get("first")), rows(log.get("last")), int(log.get("dropped") or 0)

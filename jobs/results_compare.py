@@ -80,7 +80,13 @@ class TimingRow:
 
 def compare_timing(a: Job, b: Job) -> list[TimingRow]:
     da, db = job_durations(a), job_durations(b)
-    labels = {"queue": "Queue wait", "oml": "OML time", "fetch": "Fetch time", "total": "Total"}
+    labels = {
+        "queue": "Queue wait",
+        "oml": "OML time",
+        "lag": "Detection lag (at most)",
+        "fetch": "Fetch time",
+        "total": "Total",
+    }
     return [TimingRow(label, da[key], db[key]) for key, label in labels.items()]
 
 

@@ -24,6 +24,7 @@ from .access import visibility_filter
 from .models import JobRollup
 from .selectors import DEFAULT_WINDOW, HistoryFilters
 from .states import JobState
+from .timing import job_phases
 
 BASE = 1.05
 FLOOR = 0.01  # seconds: shorter durations share the first bucket
@@ -39,6 +40,9 @@ COLUMNS = (
     "state",
     "async_flag",
     "submitted_at",
+    "oml_accepted_at",
+    "oml_last_running_at",
+    "oml_elapsed_seconds",
     "oml_finished_at",
     "result_fetched_at",
     "finished_at",
@@ -80,12 +84,10 @@ def rollup_purged(rows: Iterable[tuple]) -> None:
         group["jobs"] += 1
         if job["state"] != JobState.SUCCEEDED:
             continue
-        phases = (
-            ("queue", _seconds(job["created_at"], job["submitted_at"])),
-            ("oml", _seconds(job["submitted_at"], job["oml_finished_at"] if job["async_flag"] else job["finished_at"])),
-            ("fetch", _seconds(job["oml_finished_at"], job["result_fetched_at"])),
-        )
-        for name, seconds in phases:
+        # The phases of jobs.timing (the job page's and analytics'); a rollup keeps no detection lag.
+        phases = job_phases(job)
+        for name in ("queue", "oml", "fetch"):
+            seconds = phases[name]
             if seconds is not None:
                 group["sums"][name] += seconds
                 group["n"][name] += 1

@@ -14,6 +14,7 @@ from django.utils import timezone
 from .access import visible_jobs
 from .models import Job, JobPin, JobTransition
 from .states import TERMINAL_STATES
+from .timing import job_phases
 
 DEFAULT_WINDOW = timedelta(days=7)
 MAX_PAGE = 200
@@ -170,16 +171,15 @@ def job_timeline(job: Job) -> list[JobTransition]:
 
 
 def job_durations(job: Job) -> dict[str, float | None]:
-    """Seconds spent waiting in the queue, in OML, and fetching the result; None where not reached."""
+    """Seconds spent waiting in the queue, in OML for sure, with the finish unseen (detection lag), and
+    fetching the result (jobs.timing.job_phases); None where not reached."""
 
     def between(start, end):
         return (end - start).total_seconds() if start and end else None
 
     started = job.submitted_at or job.created_at
     return {
-        "queue": between(job.created_at, job.submitted_at),
-        "oml": between(job.submitted_at, job.oml_finished_at or (job.finished_at if not job.async_flag else None)),
-        "fetch": between(job.oml_finished_at, job.result_fetched_at),
+        **job_phases(job),
         "total": between(job.created_at, job.finished_at),
         "running": between(started, timezone.now()) if not job.is_terminal else None,
     }

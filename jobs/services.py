@@ -27,6 +27,7 @@ from .specs import JobSpec, parse_job_request, spec_as_request
 from .states import ACTIVE_STATES, ALLOWED_MOVES, TERMINAL_STATES, JobState
 from .stats import script_stats_record
 from .tally import TallyChange, tally_add
+from .timing import learned_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ _TRANSITION_FIELDS = frozenset(
         "expected_spread",
         "script_source",
         "script_sha256",
+        "script_date",
+        "script_date_at_finish",
+        "script_changed",
+        "call_signature",
+        "oml_last_running_at",
+        "poll_log",
     }
 )
 
@@ -127,6 +134,9 @@ _MOVED_COLUMNS = (
     "script_owner",
     "oml_accepted_at",
     "oml_finished_at",
+    "oml_last_running_at",
+    "oml_elapsed_seconds",
+    "call_signature",
 )
 
 
@@ -151,17 +161,27 @@ def _job_finished(job_id: int, state: str, job: dict, at: datetime) -> None:
             )
         ]
     )
-    if state == JobState.SUCCEEDED and job["async_flag"] and job["oml_accepted_at"] and job["oml_finished_at"]:
+    seconds = learned_seconds(job) if state == JobState.SUCCEEDED and job["async_flag"] else None
+    if seconds is not None:
         script_stats_record(
             connection_id=job["connection_id"],
             script_name=job["script_name"],
             script_owner=job["script_owner"],
-            seconds=(job["oml_finished_at"] - job["oml_accepted_at"]).total_seconds(),
+            signature=job["call_signature"],
+            seconds=seconds,
             at=at,
         )
 
 
-_POLLING_FIELDS = ("next_poll_at", "last_polled_at", "oml_elapsed_seconds", "deadline_at", "last_error")
+_POLLING_FIELDS = (
+    "next_poll_at",
+    "last_polled_at",
+    "oml_elapsed_seconds",
+    "oml_last_running_at",
+    "poll_log",
+    "deadline_at",
+    "last_error",
+)
 
 
 @functools.cache

@@ -6,6 +6,7 @@ every job request is validated by jobs.specs.parse_job_request, exactly as the J
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 from urllib.parse import quote
@@ -39,10 +40,12 @@ from .forms import (
 )
 from .models import Connection, Job, JobResult
 from .pins import pin_of
+from .polling import poll_log_rows
 from .selectors import DEFAULT_WINDOW, job_durations, job_history_sorted, job_timeline, jobs_by_uuids
 from .services import job_cancel, job_create, job_rerun, result_read_all
 from .specs import HELP, parse_job_request, spec_as_request
 from .states import JobKind, ServiceLevel
+from .timing import oml_bounds
 
 # htmx stops polling an element whose request answers 286.
 STOP_POLLING = 286
@@ -50,6 +53,8 @@ HISTORY_PAGE_SIZE = 50
 # The job page previews results up to this size; bigger ones are for the result viewer.
 PREVIEW_MAX_BYTES = 512 * 1024
 PREVIEW_ROWS = 20
+# The job page lists at most this many re-runs and clones of a job.
+CHILDREN_SHOWN = 10
 
 
 @login_required
@@ -133,7 +138,8 @@ def _compose(request, *, parent: Job | None, initial: dict, action_url: str):
         else:
             action = "clone" if parent is not None else "submit"
             job = job_create(owner=request.user, spec=spec, parent=parent, request=request, action=action)
-            messages.success(request, f"Job {job.uuid} is queued.")
+            # No "is queued" message: it would stay above the job as it moved on. The live part of the job
+            # page says where the job stands.
             return redirect("jobs:detail", job_uuid=job.uuid)
     connections = list(usable_connections(request.user))
     if not values.get("connection") or not any(str(c.pk) == str(values["connection"]) for c in connections):
@@ -288,7 +294,6 @@ def detail(request, job_uuid):
     job = job_for_user(request.user, job_uuid)
     context = _job_context(request, job)
     context["request_preview"] = request_preview(job)
-    context["children"] = list(visible_jobs(request.user).filter(parent=job).order_by("-created_at", "-id")[:10])
     return render(request, "jobs/detail.html", context)
 
 
@@ -312,8 +317,17 @@ def _job_context(request, job: Job) -> dict:
         previous = step.at
     durations = job_durations(job)
     result = JobResult.objects.filter(job=job).first() if job.state == "succeeded" else None
+    first_polls, last_polls, polls_dropped = poll_log_rows(job.poll_log)
+    # Re-runs and clones of this job, newest first: part of the live fragment, so one made meanwhile shows up.
+    children = list(visible_jobs(request.user).filter(parent=job).order_by("-created_at", "-id")[: CHILDREN_SHOWN + 1])
     return {
         "job": job,
+        "bounds": oml_bounds(job),
+        "first_polls": first_polls,
+        "last_polls": last_polls,
+        "polls_dropped": polls_dropped,
+        "children": children[:CHILDREN_SHOWN],
+        "more_children": len(children) > CHILDREN_SHOWN,
         "timeline": timeline,
         "durations": durations,
         "bar": _duration_bar(durations),
@@ -330,7 +344,7 @@ def _job_context(request, job: Job) -> dict:
 
 def _duration_bar(durations: dict) -> list[dict]:
     """Segments of the queue wait / OML time / fetch time bar, as SVG x and width in percent."""
-    parts = [(name, durations.get(name)) for name in ("queue", "oml", "fetch")]
+    parts = [(name, durations.get(name)) for name in ("queue", "oml", "lag", "fetch")]
     known = [(name, seconds) for name, seconds in parts if seconds is not None]
     total = sum(seconds for _, seconds in known)
     if total <= 0:
@@ -370,7 +384,7 @@ def _tabulate(value) -> dict:
     if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
         if all("IMAGE" in item for item in value):
             images = len(value)
-            value = [{k: v for k, v in item.items() if k != "IMAGE"} for item in value]
+            value = _graphics_records(value)
         total = len(value)
         for item in value[:PREVIEW_ROWS]:
             for key in item:
@@ -401,6 +415,31 @@ def _tabulate(value) -> dict:
         return {"scalar": json.dumps(value, indent=2, ensure_ascii=False)}
     cells = [[_cell(cell) for cell in row] for row in rows]
     return {"columns": columns, "rows": cells, "total": total, "shown": len(cells), "images": images}
+
+
+def _graphics_records(items: list[dict]) -> list[dict]:
+    """A graphics result's rows without the images: each image's DATA (the return value as a JSON string) read
+    as the value it holds, so that a DataFrame shows as its rows (one per row, under its image's ID)."""
+    records: list[dict] = []
+    for item in items:
+        rest = {key: value for key, value in item.items() if key not in ("IMAGE", "DATA")}
+        data = item.get("DATA")
+        if isinstance(data, str):
+            with contextlib.suppress(ValueError):  # not JSON: shown as the text it is
+                data = json.loads(data)
+        if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
+            records += [{**rest, **{str(key): cell for key, cell in row.items()}} for row in data]
+        elif isinstance(data, dict) and data and all(isinstance(cells, dict) for cells in data.values()):
+            # DataFrame.to_dict(): {COLUMN: {index: value}}
+            indexes: list[str] = []
+            for cells in data.values():
+                indexes += [index for index in cells if index not in indexes]
+            records += [{**rest, **{str(col): cells.get(index) for col, cells in data.items()}} for index in indexes]
+        elif "DATA" in item:
+            records.append({**rest, "DATA": data})
+        else:
+            records.append(rest)
+    return records
 
 
 def _cell(value) -> str:
@@ -442,5 +481,5 @@ def rerun(request, job_uuid):
         detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
         messages.error(request, f"This job cannot be re-run as it is ({detail}). Clone it and fix the request.")
         return redirect("jobs:detail", job_uuid=job.uuid)
-    messages.success(request, f"Re-run queued as job {new_job.uuid}.")
+    messages.success(request, f"This is the re-run of job {job.uuid}.")
     return redirect("jobs:detail", job_uuid=new_job.uuid)

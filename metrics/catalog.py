@@ -56,14 +56,14 @@ METRICS: tuple[Counter | Histogram, ...] = (
     ),
     Histogram(
         "omlpy_job_oml_duration_seconds",
-        "Time a job spent in OML: from OML accepting it to the dashboard seeing it finished "
-        "(synchronous calls: the call's duration).",
+        "Time a job spent in OML (jobs.timing): the middle of its bounds, after the last status request OML "
+        "answered 202 and before the 302 (synchronous calls: the call's duration).",
         JOB_BUCKETS,
     ),
     Histogram(
         "omlpy_job_detection_lag_seconds",
-        "Upper bound of the time between OML finishing a job and the dashboard seeing it finished: the time "
-        "since the previous status request, which still found it running.",
+        "Upper bound of the time between OML finishing a job and the dashboard seeing it finished (jobs.timing): "
+        "the 302's time minus the last 202's (minus OML's 201 when the first status request found it finished).",
         LAG_BUCKETS,
     ),
     Counter("omlpy_polls_total", "Status requests sent to OML for pending jobs (retries included)."),

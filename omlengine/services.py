@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import math
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,7 +44,8 @@ def script_save(*, name: str, owner: str, source: str, description: str = "", is
     script, _ = EngineScript.objects.update_or_create(
         name=name,
         owner=owner.upper(),
-        defaults={"source": source, "description": description, "is_global": is_global},
+        # A replaced script is a new version: its listed date is the replacement's, as OML's is.
+        defaults={"source": source, "description": description, "is_global": is_global, "created_at": timezone.now()},
     )
     return script
 
@@ -99,9 +102,16 @@ def job_create(
 
 
 def _timer_seconds(kwargs: dict[str, Any]) -> float:
+    """The timer's duration: `seconds`, or with `jitter` (a lognormal sigma from 0 to 1) a duration drawn
+    around it, so that calls with the same arguments vary as recurring real jobs do."""
     seconds = kwargs.get("seconds", 1.0)
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 43200:
         raise bad_request('The timer script needs "seconds": a number from 0 to 43200.')
+    jitter = kwargs.get("jitter", 0)
+    if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
+        raise bad_request('The timer script\'s "jitter" is a number from 0 to 1.')
+    if jitter:
+        seconds = min(seconds * math.exp(random.gauss(0, jitter)), 43200)
     return float(seconds)
 
 

@@ -403,6 +403,11 @@ JOBS_POLL_STRATEGY = env.str("JOBS_POLL_STRATEGY", default="learned")
 if JOBS_POLL_STRATEGY not in {"learned", "backoff", "fixed"}:
     raise ImproperlyConfigured("JOBS_POLL_STRATEGY must be learned, backoff or fixed.")
 JOBS_POLL_FIXED_INTERVAL = env.float("JOBS_POLL_FIXED_INTERVAL", default=2.0)
+# The poll log kept on each job: its first and its last status requests, and a count of those between.
+JOBS_POLL_LOG_FIRST = env.int("JOBS_POLL_LOG_FIRST", default=5)
+JOBS_POLL_LOG_LAST = env.int("JOBS_POLL_LOG_LAST", default=20)
+if JOBS_POLL_LOG_FIRST < 0 or JOBS_POLL_LOG_LAST < 1:
+    raise ImproperlyConfigured("JOBS_POLL_LOG_FIRST must be 0 or more and JOBS_POLL_LOG_LAST 1 or more.")
 JOBS_JANITOR_INTERVAL = env.float("JOBS_JANITOR_INTERVAL", default=15.0)
 JOBS_SUBMIT_DEADLINE = env.float("JOBS_SUBMIT_DEADLINE", default=120.0)
 JOBS_FETCH_DEADLINE = env.float("JOBS_FETCH_DEADLINE", default=300.0)

@@ -36,8 +36,11 @@ def make_job(owner, *, script: str = "score", kind: str = JobKind.DO_EVAL, paren
     )
 
 
-def finish_async(job: Job, *, created: datetime, queue: float, oml: float, fetch: float, state=JobState.SUCCEEDED):
-    """Move a job queued -> submitting -> pending -> fetching -> `state` at known times after `created`."""
+def finish_async(
+    job: Job, *, created: datetime, queue: float, oml: float, fetch: float, state=JobState.SUCCEEDED, lag: float = 0.0
+):
+    """Move a job queued -> submitting -> pending -> fetching -> `state` at known times after `created`; OML
+    last answered "still running" `lag` seconds before its finish was seen."""
     Job.objects.filter(pk=job.pk).update(created_at=created)
     submitted = created + timedelta(seconds=queue)
     oml_done = submitted + timedelta(seconds=oml)
@@ -60,6 +63,7 @@ def finish_async(job: Job, *, created: datetime, queue: float, oml: float, fetch
             reason="test",
             at=oml_done,
             oml_finished_at=oml_done,
+            oml_last_running_at=oml_done - timedelta(seconds=lag),
             next_poll_at=None,
         )
         assert job_transition(

@@ -68,6 +68,7 @@ def test_phase_split_gives_the_mean_queue_oml_and_fetch_time_per_day(client, ana
         "queue": [3.5, 1.5],
         "oml": [27.5, 12.0],
         "fetch": [3.5, 1.5],
+        "lag": [0.0, 0.0],
         "jobs": [6, 2],
     }
 

@@ -377,6 +377,19 @@ def test_a_timer_job_finishes_after_its_duration_with_no_process_and_its_due_tim
     assert (job.due_at - job.created_at).total_seconds() == pytest.approx(1.5, abs=0.1)
 
 
+def test_a_timer_job_with_jitter_varies_around_its_seconds_and_a_bad_jitter_is_refused(engine, live):
+    for _ in range(5):
+        engine.submit("do-eval", "timer", {"asyncFlag": True, "parameters": '{"seconds": 100, "jitter": 0.1}'})
+    durations = [(job.due_at - job.created_at).total_seconds() for job in EngineJob.objects.all()]
+    # Equal arguments, runs that differ: drawn lognormally around 100 s (sigma 0.1: within 7 sigma here).
+    assert len({round(seconds, 3) for seconds in durations}) == 5
+    assert all(50 < seconds < 200 for seconds in durations)
+    refused = engine.call("do-eval", "timer", {"asyncFlag": True, "parameters": '{"seconds": 1, "jitter": 2}'})
+    assert refused.status_code == 400
+    assert "jitter" in refused.json()["errorMessage"]
+    assert EngineJob.objects.count() == 5
+
+
 # --- seeding --------------------------------------------------------------------------------------
 def test_seeding_twice_changes_nothing_and_stores_the_password_hashed(live):
     before = (EngineUser.objects.count(), EngineScript.objects.count())

@@ -229,3 +229,50 @@ def test_the_pages_run_under_the_content_security_policy_without_a_violation(liv
     expect(page.locator("h1")).to_have_text("Nothing here")
 
     assert violations == []
+
+
+def test_the_live_job_page_drops_the_queued_note_and_shows_the_script_and_polls_without_reloading(
+    live, page, login, analyst
+):
+    login(page, "analyst")
+    open_compose(page, live)
+    page.select_option("#id_kind", "do_eval")
+    page.select_option("#id_script", "sleep_seconds")
+    page.fill("#id_parameters", '{"seconds": 2}')
+    page.click("#submit-job")
+    page.wait_for_url(JOB_PAGE)
+    mark_page(page)
+    expect(page.locator("#job-state")).to_have_text("Succeeded", timeout=LIVE_WAIT)
+    assert_not_reloaded(page)
+    job = Job.objects.get()
+    # Nothing on the page still says the job is queued.
+    expect(page.locator("body")).not_to_contain_text("is queued")
+    expect(page.locator("#job-queued-note")).to_have_count(0)
+    # The snapshot the worker took appears without a reload.
+    expect(page.locator("#script-sha256")).to_have_text(job.script_sha256)
+    page.locator("#script-snapshot summary").click()
+    expect(page.locator("#script-source")).to_contain_text("def sleep_seconds")
+    # Every poll is on the page, collapsed until opened.
+    polls = page.locator("#poll-log")
+    assert polls.get_attribute("open") is None
+    expect(polls.locator("tbody tr").first).to_be_hidden()
+    polls.locator("summary").click()
+    expect(polls.locator("tbody tr")).to_have_count(job.poll_count)
+    expect(polls.locator("tbody tr").last).to_contain_text("302")
+    expect(page.locator("#detection-lag")).to_contain_text("at most")
+
+
+def test_a_running_parent_job_lists_a_re_run_made_meanwhile_without_reloading(live, page, login, analyst):
+    from jobs.services import job_rerun
+
+    parent = job_create(
+        owner=analyst,
+        spec=parse_job_request({"kind": "do_eval", "script": "sleep_seconds", "parameters": {"seconds": 4}}),
+    )
+    login(page, "analyst")
+    page.goto(live.url(f"/jobs/{parent.uuid}/"))
+    mark_page(page)
+    expect(page.locator("#job-children")).to_have_count(0)
+    rerun = job_rerun(job=parent, actor=analyst)
+    expect(page.locator("#job-children")).to_contain_text(str(rerun.uuid), timeout=LIVE_WAIT)
+    assert_not_reloaded(page)

@@ -77,6 +77,7 @@ class JobStatus:
     result_url: str = ""
     elapsed_seconds: float | None = None
     message: str = ""
+    oml_status: str = ""  # the `status` text of a 202's body, as OML wrote it
 
 
 @dataclass
@@ -359,13 +360,15 @@ class OMLClient:
         content = response.content
         if status == 202:
             elapsed = None
+            said = ""
             try:
                 data = json.loads(content) if content else {}
                 if isinstance(data, dict):
                     elapsed = parse_elapsed(data.get("elapsedTime"))
+                    said = str(data.get("status") or "")[:200]
             except ValueError:
                 pass  # a 202 means pending whatever its body says
-            return JobStatus("pending", 202, latency_ms, sent, elapsed_seconds=elapsed)
+            return JobStatus("pending", 202, latency_ms, sent, elapsed_seconds=elapsed, oml_status=said)
         if status in (301, 302, 303, 307, 308) or (status == 200 and not _has_error_message(content)):
             target = response.headers.get("Content-Location") or response.headers.get("Location") or ""
             result_url = self.absolute(target) if target else f"{job_url.rstrip('/')}/result"

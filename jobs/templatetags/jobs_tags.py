@@ -29,6 +29,19 @@ def zoned(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 
 @register.filter
+def unix_zoned(value: float | None) -> str:
+    """A unix time (the poll log's) in the active time zone, to the millisecond: "09:41:03.250 CET"."""
+    if value is None:
+        return ""
+    try:
+        moment = datetime.fromtimestamp(float(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+    local = timezone.localtime(moment)
+    return f"{local.strftime('%Y-%m-%d %H:%M:%S')}.{local.microsecond // 1000:03d} {local.tzname()}"
+
+
+@register.filter
 def seconds(value: float | None) -> str:
     """A duration in seconds for people: "0.42 s", "12.3 s", "4 min 05 s", "2 h 03 min"."""
     if value is None:
