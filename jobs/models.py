@@ -181,6 +181,17 @@ class Job(models.Model):
             models.Index(fields=["state", "-created_at", "-id"], name="job_history_state_idx"),
             models.Index(fields=["script_name", "-created_at", "-id"], name="job_history_script_idx"),
             models.Index(fields=["team", "-created_at", "-id"], name="job_history_team_idx"),
+            # history, "longest first": finished jobs by duration, keyset on (finished_at - created_at, id); then
+            # the jobs with no duration yet, newest first (few: the active ones)
+            models.Index(
+                (F("finished_at") - F("created_at")).desc(),
+                F("id").desc(),
+                condition=Q(finished_at__isnull=False),
+                name="job_history_duration_idx",
+            ),
+            models.Index(
+                fields=["-created_at", "-id"], condition=Q(finished_at__isnull=True), name="job_history_unfinished_idx"
+            ),
             # search by OML job id
             models.Index(fields=["oml_job_id"], name="job_oml_job_id_idx"),
             # learned polling: the latest finished runs of a script on a connection

@@ -8,7 +8,7 @@ import uuid as uuid_lib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
 from .access import visible_jobs
@@ -34,13 +34,17 @@ class HistoryFilters:
 
 @dataclass
 class Page:
-    items: list[Job]
+    items: list
     next_cursor: str | None
+    # The cursor of the page before this one (its rows come before the first row here), None on the first page.
+    prev_cursor: str | None = None
 
 
-# A cursor is the last row's created_at in microseconds since 1970 and its id: every string of this shape
-# names a moment and an id the database can compare with (years 1970 to 5138, ids below 2**63).
-CURSOR_PATTERN = r"[0-9]{1,17}-[0-9]{1,18}"
+# A cursor names the last (or first) row shown by its sort key and its id. Created-at sorts use the row's
+# created_at in microseconds since 1970; "longest" uses "d" and the duration in microseconds for a finished job,
+# "n" and created_at for a job with no duration yet (they come last). Every string of this shape names a key
+# the database can compare with (years 1970 to 5138, ids below 2**63).
+CURSOR_PATTERN = r"(?:[0-9]{1,17}|d[0-9]{1,17}|n[0-9]{1,17})-[0-9]{1,18}"
 CURSOR_RE = re.compile(CURSOR_PATTERN)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -51,8 +55,8 @@ def encode_cursor(job: Job | HistoryRow) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Raises ValueError for anything that is not a cursor this module made."""
-    if not CURSOR_RE.fullmatch(cursor):
+    """Raises ValueError for anything that is not a created-at cursor this module made."""
+    if not CURSOR_RE.fullmatch(cursor) or cursor[0] in "dn":
         raise ValueError("Invalid cursor.")
     micros, pk = cursor.split("-")
     return _EPOCH + int(micros) * _MICROSECOND, int(pk)
@@ -99,10 +103,6 @@ def job_history_queryset(user, filters: HistoryFilters) -> QuerySet[Job]:
 # page on; the redundant bound on created_at lets it start the index scan at the cursor (bench/history.py).
 def _after_desc(created: datetime, pk: int) -> Q:
     return Q(created_at__lte=created) & (Q(created_at__lt=created) | Q(created_at=created, id__lt=pk))
-
-
-def _after_asc(created: datetime, pk: int) -> Q:
-    return Q(created_at__gte=created) & (Q(created_at__gt=created) | Q(created_at=created, id__gt=pk))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,39 +186,129 @@ def job_durations(job: Job) -> dict[str, float | None]:
 
 
 HISTORY_SORTS = ("newest", "oldest", "longest")
+# What a job's "duration" is on the history page: created to finished (what the analyst waited).
+DURATION = ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField())
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of rows of one sort ordered by one key and the id, both in one direction.
+
+    A sort is one or more segments shown one after the other: "longest" shows finished jobs by duration, then
+    the jobs with no duration yet, newest first. `tag` starts the cursors of the segment's rows.
+    """
+
+    tag: str
+    condition: Q
+    key: str  # a column, or "duration" (DURATION, annotated)
+    descending: bool
+
+    def rows(self, jobs: QuerySet[Job], *, forward: bool) -> QuerySet[Job]:
+        jobs = jobs.filter(self.condition)
+        if self.key == "duration":
+            jobs = jobs.annotate(duration=DURATION)
+        descending = self.descending == forward
+        prefix = "-" if descending else ""
+        return jobs.order_by(f"{prefix}{self.key}", f"{prefix}id")
+
+    def beyond(self, value, pk: int, *, forward: bool) -> Q:
+        """Rows after (value, pk) in the direction read. The redundant bound on the key alone lets PostgreSQL
+        start its index scan at the cursor (the OR alone is only a filter to it; bench/history.py)."""
+        key = self.key
+        if self.descending == forward:
+            return Q(**{f"{key}__lte": value}) & (Q(**{f"{key}__lt": value}) | Q(**{key: value, "id__lt": pk}))
+        return Q(**{f"{key}__gte": value}) & (Q(**{f"{key}__gt": value}) | Q(**{key: value, "id__gt": pk}))
+
+    def cursor(self, row: HistoryRow) -> str:
+        if self.key == "duration":
+            return f"{self.tag}{(row.finished_at - row.created_at) // _MICROSECOND}-{row.pk}"
+        return f"{self.tag}{(row.created_at - _EPOCH) // _MICROSECOND}-{row.pk}"
+
+    def decode(self, cursor: str):
+        number, pk = cursor[len(self.tag) :].rsplit("-", 1)
+        micros = int(number) * _MICROSECOND
+        return (micros if self.key == "duration" else _EPOCH + micros), int(pk)
+
+
+_SORTS: dict[str, tuple[_Segment, ...]] = {
+    "newest": (_Segment("", Q(), "created_at", descending=True),),
+    "oldest": (_Segment("", Q(), "created_at", descending=False),),
+    "longest": (
+        _Segment("d", Q(finished_at__isnull=False), "duration", descending=True),
+        _Segment("n", Q(finished_at__isnull=True), "created_at", descending=True),
+    ),
+}
+
+
+def _segment_of(segments: tuple[_Segment, ...], cursor: str) -> int:
+    if not CURSOR_RE.fullmatch(cursor):
+        raise ValueError("Invalid cursor.")
+    tag = cursor[0] if cursor[0] in "dn" else ""
+    for index, segment in enumerate(segments):
+        if segment.tag == tag:
+            return index
+    raise ValueError("Invalid cursor.")
 
 
 def job_history_sorted(
-    user, filters: HistoryFilters, *, sort: str = "newest", cursor: str | None = None, limit: int = 50
+    user,
+    filters: HistoryFilters,
+    *,
+    sort: str = "newest",
+    cursor: str | None = None,
+    before: str | None = None,
+    limit: int = 50,
 ) -> Page:
-    """The history page in one of HISTORY_SORTS, as HistoryRows.
+    """One page of the history in one of HISTORY_SORTS, as HistoryRows, by keyset both ways.
 
-    - newest: job_history (keyset on (created_at, id) descending).
-    - oldest: the same keyset ascending; the cursor is the last row shown.
-    - longest: finished jobs of the filtered window by total duration (finished_at - created_at), the longest
-      `limit` only, on one page with no cursor. Durations are not indexed, so the database sorts only the
-      rows inside the window (the last 7 days unless the filters say otherwise), never the whole table.
+    `cursor` gives the page after that row, `before` the page before that row (read backwards, shown in the
+    sort's order); neither, the first page. Raises ValueError for a cursor this sort did not make.
+
+    1. Find the segment the cursor belongs to (newest and oldest have one; longest has finished jobs by
+       duration, then jobs with no duration yet, newest first).
+    2. Read up to limit + 1 rows of that segment beyond the cursor, in the direction of travel; if that is not
+       enough, go on from the start of the next segment in that direction (the end of it, going back).
+    3. The extra row says whether another page lies that way; the other way always holds the cursor's row.
     """
-    if sort == "oldest":
-        limit = max(1, min(limit, MAX_PAGE))
-        jobs = job_history_queryset(user, filters).order_by("created_at", "id")
-        if cursor:
-            created, pk = decode_cursor(cursor)
-            jobs = jobs.filter(_after_asc(created, pk))
-        return _page(jobs, limit, rows=True)
-    if sort == "longest":
-        from django.db.models import DurationField, ExpressionWrapper, F
-
-        limit = max(1, min(limit, MAX_PAGE))
-        duration = ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField())
-        jobs = (
-            job_history_queryset(user, filters)
-            .filter(finished_at__isnull=False)
-            .annotate(total_duration=duration)
-            .order_by("-total_duration", "-id")
-        )
-        return Page(items=history_rows(jobs[:limit]), next_cursor=None)
-    return job_history(user, filters, cursor=cursor, limit=limit, rows=True)
+    limit = max(1, min(limit, MAX_PAGE))
+    segments = _SORTS.get(sort, _SORTS["newest"])
+    forward = before is None
+    mark = cursor if forward else before
+    jobs = job_history_queryset(user, filters)
+    # 1. Where to start.
+    if mark:
+        start = _segment_of(segments, mark)
+        value, pk = segments[start].decode(mark)
+    else:
+        start, value, pk = 0, None, None
+    order = range(start, len(segments)) if forward else range(start, -1, -1)
+    # 2. Rows beyond the cursor, segment after segment.
+    found: list[tuple[_Segment, HistoryRow]] = []
+    for index in order:
+        segment = segments[index]
+        rows = segment.rows(jobs, forward=forward)
+        if index == start and mark:
+            rows = rows.filter(segment.beyond(value, pk, forward=forward))
+        wanted = limit + 1 - len(found)
+        found.extend((segment, row) for row in history_rows(rows[:wanted]))
+        if len(found) > limit:
+            break
+    # 3. The links either way.
+    more = len(found) > limit
+    found = found[:limit]
+    if not forward:
+        found.reverse()
+    items = [row for _, row in found]
+    if not found:
+        return Page(items=[], next_cursor=None, prev_cursor=None)
+    first, last = found[0], found[-1]
+    if forward:
+        next_cursor = last[0].cursor(last[1]) if more else None
+        prev_cursor = first[0].cursor(first[1]) if mark else None
+    else:
+        next_cursor = last[0].cursor(last[1])
+        prev_cursor = first[0].cursor(first[1]) if more else None
+    return Page(items=items, next_cursor=next_cursor, prev_cursor=prev_cursor)
 
 
 def jobs_by_uuids(user, uuids) -> list[HistoryRow]:

@@ -67,16 +67,17 @@ def history(request):
     filters = form.filters()
     sort = form.sort_order()
     cursor = request.GET.get("after") or None
+    before = None if cursor else (request.GET.get("before") or None)
     try:
-        page = job_history_sorted(request.user, filters, sort=sort, cursor=cursor, limit=HISTORY_PAGE_SIZE)
+        page = job_history_sorted(
+            request.user, filters, sort=sort, cursor=cursor, before=before, limit=HISTORY_PAGE_SIZE
+        )
     except ValueError:
         messages.warning(request, "That page link is no longer valid; here is the first page.")
+        cursor = before = None
         page = job_history_sorted(request.user, filters, sort=sort, limit=HISTORY_PAGE_SIZE)
-    next_url = None
-    if page.next_cursor:
-        query = request.GET.copy()
-        query["after"] = page.next_cursor
-        next_url = f"?{query.urlencode()}"
+    next_url = _page_url(request, "after", page.next_cursor)
+    prev_url = _page_url(request, "before", page.prev_cursor)
     has_range = filters.created_from is not None or filters.created_to is not None
     context = {
         "form": form,
@@ -87,7 +88,9 @@ def history(request):
         "jobs": page.items,
         "active_ids": [str(job.uuid) for job in page.items if not job.is_terminal],
         "next_url": next_url,
-        "first_page": cursor is None,
+        "prev_url": prev_url,
+        "page_labels": HISTORY_PAGE_LABELS[sort],
+        "first_page": cursor is None and before is None,
         "sort": sort,
         "default_window": not has_range and not filters.search,
         "window_days": DEFAULT_WINDOW.days,
@@ -96,6 +99,25 @@ def history(request):
     }
     # Filters that are not valid are named above the list (which then shows the unfiltered history).
     return render(request, "jobs/history.html", context, status=400 if form.errors else 200)
+
+
+# The pager's links per sort: (towards the first page, towards the last).
+HISTORY_PAGE_LABELS = {
+    "newest": ("Newer jobs", "Older jobs"),
+    "oldest": ("Older jobs", "Newer jobs"),
+    "longest": ("Longer jobs", "Shorter jobs"),
+}
+
+
+def _page_url(request, name: str, cursor: str | None) -> str | None:
+    """The page's own query string with `name` set to `cursor` (and the other direction's cursor dropped)."""
+    if not cursor:
+        return None
+    query = request.GET.copy()
+    query.pop("after", None)
+    query.pop("before", None)
+    query[name] = cursor
+    return f"?{query.urlencode()}"
 
 
 @login_required
