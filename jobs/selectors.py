@@ -1,10 +1,11 @@
-"""Reads that pages and the API share. Lists paginate by keyset on (created_at, id) and never count the table."""
+"""Reads that pages and the API share. Lists paginate by keyset on (sort key, id) and never count the table."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import uuid as uuid_lib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -50,18 +51,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def encode_cursor(job: Job | HistoryRow) -> str:
-    return f"{(job.created_at - _EPOCH) // _MICROSECOND}-{job.pk}"
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Raises ValueError for anything that is not a created-at cursor this module made."""
-    if not CURSOR_RE.fullmatch(cursor) or cursor[0] in "dn":
-        raise ValueError("Invalid cursor.")
-    micros, pk = cursor.split("-")
-    return _EPOCH + int(micros) * _MICROSECOND, int(pk)
-
-
 def _search_condition(term: str) -> Q:
     term = term.strip()
     condition = Q(oml_job_id=term) | Q(script_name__istartswith=term)
@@ -97,12 +86,6 @@ def job_history_queryset(user, filters: HistoryFilters) -> QuerySet[Job]:
         # Pins are few (holds): their job ids first, then the history index as for any filter.
         jobs = jobs.filter(pk__in=JobPin.objects.values("job_id"))
     return jobs.order_by("-created_at", "-id")
-
-
-# Keyset conditions. The OR alone is only a filter to PostgreSQL, which then reads the index from the first
-# page on; the redundant bound on created_at lets it start the index scan at the cursor (bench/history.py).
-def _after_desc(created: datetime, pk: int) -> Q:
-    return Q(created_at__lte=created) & (Q(created_at__lt=created) | Q(created_at=created, id__lt=pk))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,27 +125,6 @@ HISTORY_ROW_COLUMNS = (
 
 def history_rows(jobs: QuerySet[Job]) -> list[HistoryRow]:
     return [HistoryRow(*values) for values in jobs.values_list(*HISTORY_ROW_COLUMNS)]
-
-
-def _page(jobs: QuerySet[Job], limit: int, rows: bool) -> Page:
-    items = history_rows(jobs[: limit + 1]) if rows else list(jobs.select_related("owner", "connection")[: limit + 1])
-    next_cursor = encode_cursor(items[limit - 1]) if len(items) > limit else None
-    return Page(items=items[:limit], next_cursor=next_cursor)
-
-
-def job_history(
-    user, filters: HistoryFilters, *, cursor: str | None = None, limit: int = 50, rows: bool = False
-) -> Page:
-    """One page of history after `cursor`; the cursor of the next page, or None on the last one.
-
-    Items are Job instances with their owner and connection, or with `rows` HistoryRows (the page's rows).
-    """
-    limit = max(1, min(limit, MAX_PAGE))
-    jobs = job_history_queryset(user, filters)
-    if cursor:
-        created, pk = decode_cursor(cursor)
-        jobs = jobs.filter(_after_desc(created, pk))
-    return _page(jobs, limit, rows)
 
 
 def job_timeline(job: Job) -> list[JobTransition]:
@@ -219,7 +181,7 @@ class _Segment:
             return Q(**{f"{key}__lte": value}) & (Q(**{f"{key}__lt": value}) | Q(**{key: value, "id__lt": pk}))
         return Q(**{f"{key}__gte": value}) & (Q(**{f"{key}__gt": value}) | Q(**{key: value, "id__gt": pk}))
 
-    def cursor(self, row: HistoryRow) -> str:
+    def cursor(self, row: HistoryRow | Job) -> str:
         if self.key == "duration":
             return f"{self.tag}{(row.finished_at - row.created_at) // _MICROSECOND}-{row.pk}"
         return f"{self.tag}{(row.created_at - _EPOCH) // _MICROSECOND}-{row.pk}"
@@ -258,8 +220,10 @@ def job_history_sorted(
     cursor: str | None = None,
     before: str | None = None,
     limit: int = 50,
+    rows: bool = True,
 ) -> Page:
-    """One page of the history in one of HISTORY_SORTS, as HistoryRows, by keyset both ways.
+    """One page of the history in one of HISTORY_SORTS, by keyset both ways: HistoryRows (the page's rows),
+    or without `rows` Job instances with their owner and connection (the API's).
 
     `cursor` gives the page after that row, `before` the page before that row (read backwards, shown in the
     sort's order); neither, the first page. Raises ValueError for a cursor this sort did not make.
@@ -271,10 +235,16 @@ def job_history_sorted(
     3. The extra row says whether another page lies that way; the other way always holds the cursor's row.
     """
     limit = max(1, min(limit, MAX_PAGE))
-    segments = _SORTS.get(sort, _SORTS["newest"])
+    return _keyset_page(
+        job_history_queryset(user, filters), _SORTS.get(sort, _SORTS["newest"]), cursor, before, limit, rows=rows
+    )
+
+
+def _keyset_page(
+    jobs: QuerySet[Job], segments: tuple[_Segment, ...], cursor: str | None, before: str | None, limit: int, *, rows
+) -> Page:
     forward = before is None
     mark = cursor if forward else before
-    jobs = job_history_queryset(user, filters)
     # 1. Where to start.
     if mark:
         start = _segment_of(segments, mark)
@@ -283,14 +253,15 @@ def job_history_sorted(
         start, value, pk = 0, None, None
     order = range(start, len(segments)) if forward else range(start, -1, -1)
     # 2. Rows beyond the cursor, segment after segment.
-    found: list[tuple[_Segment, HistoryRow]] = []
+    found: list[tuple[_Segment, HistoryRow | Job]] = []
     for index in order:
         segment = segments[index]
-        rows = segment.rows(jobs, forward=forward)
+        selected = segment.rows(jobs, forward=forward)
         if index == start and mark:
-            rows = rows.filter(segment.beyond(value, pk, forward=forward))
+            selected = selected.filter(segment.beyond(value, pk, forward=forward))
         wanted = limit + 1 - len(found)
-        found.extend((segment, row) for row in history_rows(rows[:wanted]))
+        read = history_rows(selected[:wanted]) if rows else selected.select_related("owner", "connection")[:wanted]
+        found.extend((segment, row) for row in read)
         if len(found) > limit:
             break
     # 3. The links either way.
@@ -309,6 +280,23 @@ def job_history_sorted(
         next_cursor = last[0].cursor(last[1])
         prev_cursor = first[0].cursor(first[1]) if more else None
     return Page(items=items, next_cursor=next_cursor, prev_cursor=prev_cursor)
+
+
+EXPORT_BATCH = 1000
+
+
+def job_history_all(user, filters: HistoryFilters, *, sort: str = "newest") -> Iterator[HistoryRow]:
+    """Every job of the history with these filters, in the page's order, read EXPORT_BATCH rows at a time by
+    the page's own keyset (one bounded query a batch: memory stays flat however many jobs match)."""
+    jobs = job_history_queryset(user, filters)
+    segments = _SORTS.get(sort, _SORTS["newest"])
+    cursor = None
+    while True:
+        page = _keyset_page(jobs, segments, cursor, None, EXPORT_BATCH, rows=True)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def jobs_by_uuids(user, uuids) -> list[HistoryRow]:

@@ -17,6 +17,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from omlpy_dashboard.refusals import refusal_page
+
 from .access import (
     ConnectionDenied,
     can_modify,
@@ -37,6 +39,7 @@ from .forms import (
     job_request_data,
     parse_uuids,
 )
+from .history_export import history_export_response
 from .models import Connection, Job, JobResult
 from .pins import pin_of
 from .selectors import DEFAULT_WINDOW, job_durations, job_history_sorted, job_timeline, jobs_by_uuids
@@ -91,6 +94,7 @@ def history(request):
         "prev_url": prev_url,
         "page_labels": HISTORY_PAGE_LABELS[sort],
         "first_page": cursor is None and before is None,
+        "export_url": f"{reverse('jobs:history_export')}?{_without_paging(request)}",
         "sort": sort,
         "default_window": not has_range and not filters.search,
         "window_days": DEFAULT_WINDOW.days,
@@ -101,12 +105,29 @@ def history(request):
     return render(request, "jobs/history.html", context, status=400 if form.errors else 200)
 
 
+@login_required
+@require_GET
+def history_export(request):
+    """The history page's jobs as CSV: the same query string, filters, sort and visibility, every page of it."""
+    form = HistoryFilterForm(request.GET or None, user=request.user)
+    if form.errors:
+        return refusal_page(request, "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items()))
+    return history_export_response(request, form.filters(), sort=form.sort_order(), via="page")
+
+
 # The pager's links per sort: (towards the first page, towards the last).
 HISTORY_PAGE_LABELS = {
     "newest": ("Newer jobs", "Older jobs"),
     "oldest": ("Older jobs", "Newer jobs"),
     "longest": ("Longer jobs", "Shorter jobs"),
 }
+
+
+def _without_paging(request) -> str:
+    query = request.GET.copy()
+    query.pop("after", None)
+    query.pop("before", None)
+    return query.urlencode()
 
 
 def _page_url(request, name: str, cursor: str | None) -> str | None:
