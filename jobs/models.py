@@ -34,7 +34,9 @@ class Connection(models.Model):
         V1 = "v1", "v1 (retired by Oracle on 2026-03-31)"
 
     name = models.CharField(max_length=100, unique=True)
-    base_url = models.URLField(max_length=500, help_text="e.g. https://<tenancy>-<db>.adb.<region>.oraclecloudapps.com")
+    base_url = models.URLField(
+        max_length=500, help_text="e.g. https://<tenancy>-<database>.adb.<region>.oraclecloudapps.com"
+    )
     api_version = models.CharField(max_length=2, choices=ApiVersion.choices, default=ApiVersion.V2)
     username = models.CharField("OML username", max_length=128)
     password_encrypted = models.TextField(editable=False)

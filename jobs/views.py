@@ -10,6 +10,7 @@ import json
 import shlex
 from urllib.parse import quote
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -248,7 +249,10 @@ def compose_scripts(request):
             else "No connection is granted to you. Ask an administrator to grant one to your team."
         )
     else:
-        context["scripts"], context["error"] = _list_scripts(connection)
+        scripts, context["error"] = _list_scripts(connection)
+        # Benchmark-only scripts are not offered (unless this form already names one: a clone of such a job).
+        hidden = set(settings.SCRIPT_PICKER_HIDDEN) - {context["selected"]}
+        context["scripts"] = [script for script in scripts if script.get("name") not in hidden]
     response = render(request, "jobs/_scripts.html", context | {"help": HELP})
     # The preview listens for this to show the request with the picked script.
     response["HX-Trigger-After-Settle"] = "scripts-loaded"
