@@ -100,6 +100,7 @@ def history(request):
         "default_window": not has_range and not filters.search,
         "window_days": DEFAULT_WINDOW.days,
         "filtered": form.is_filtered(),
+        "more_filters": form.more_filters_in_use(),
         "may_submit": can_submit(request.user),
     }
     # Filters that are not valid are named above the list (which then shows the unfiltered history).
