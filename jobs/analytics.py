@@ -12,8 +12,13 @@ Definitions (the page and its JSON endpoints say the same):
   `submitted_at - created_at`, OML time `oml_finished_at - submitted_at` (sync calls: `finished_at -
   submitted_at`), fetch time `result_fetched_at - oml_finished_at`. Each day shows the mean of each phase,
   so the three stack to the mean total.
-- Jobs that retention removed count through their rollups (jobs.rollups): outcomes and phase means exactly,
-  durations through log buckets (a percentile within about 2.5 % of the exact one).
+- The figures come from the hourly rollups (jobs.rollups), kept as jobs end and when retention removes them:
+  outcomes and phase means exactly. Percentiles are exact (from the rows) while the window holds at most
+  EXACT_MAX succeeded jobs and none was purged; beyond, they are read from log buckets, within about 2.5 % of
+  the exact one (`Figures.approximate` says which, and the page says so).
+- A rollup's hour is counted in the viewer's day it starts in: in a time zone whose offset is not a whole
+  number of hours (e.g. +05:30), the jobs of the part of an hour that crosses local midnight count on the day
+  that hour starts in. Searches (a job id, an OML job id) and "pinned only" read the rows (exact).
 - **Failure rate** of a day: (failed + timed out) / (succeeded + failed + timed out). Cancelled jobs are a
   user's choice, not a failure, and jobs still running have no outcome: neither counts.
 """
@@ -26,15 +31,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, QuerySet
+from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from .models import Job, JobRollup
-from .rollups import rollup_durations, rollup_outcomes, rollup_phases, weighted_percentile
+from .rollups import bucket_value, job_phases, weighted_percentile
 from .states import TERMINAL_STATES, JobState
 
 MAX_ROWS = 200_000
+EXACT_MAX = 20_000
 GANTT_MAX_JOBS = 300
 FAILED_STATES = (JobState.FAILED, JobState.TIMED_OUT)
 STATE_ORDER = [
@@ -97,12 +103,12 @@ class TrendPoint:
     p95: float | None
 
 
-def duration_trend(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) -> list[TrendPoint]:
-    """p50 and p95 of the duration of succeeded jobs, per script and day (with those purged: `purged`)."""
+def duration_trend(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[TrendPoint]:
+    """p50 and p95 of the duration of succeeded jobs, per script and day: exact from the rows while
+    `trend_is_exact`, else from the rollups' buckets."""
     succeeded = jobs.filter(state=JobState.SUCCEEDED, finished_at__isnull=False).order_by()
-    removed = rollup_durations(purged)
-    if removed:
-        return _trend_with_purged(succeeded, removed)
+    if rollups is not None and not trend_is_exact(rollups):
+        return _trend_from_buckets(rollups)
     if connection.vendor == "postgresql":
         duration = EpochSeconds(ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField()))
         rows = (
@@ -125,18 +131,32 @@ def duration_trend(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = Non
     return points
 
 
-def _trend_with_purged(succeeded: QuerySet[Job], removed: dict) -> list[TrendPoint]:
-    """The trend where some jobs were purged: their durations come from the rollups' buckets."""
-    groups: dict[tuple[str, date], list[tuple[float, int]]] = defaultdict(list)
-    for key, pairs in removed.items():
-        groups[key].extend(pairs)
-    rows = succeeded.order_by("-created_at", "-id").values_list("script_name", "created_at", "finished_at")
-    for script, created, finished in rows[:MAX_ROWS]:
-        groups[(script, _day(created))].append(((finished - created).total_seconds(), 1))
+def trend_is_exact(rollups: QuerySet[JobRollup]) -> bool:
+    """Whether the percentiles of these rollups' jobs are computed exactly from the rows: none was purged and
+    at most EXACT_MAX succeeded (one indexed sum over the rollups)."""
+    succeeded = rollups.filter(state=JobState.SUCCEEDED).order_by()
+    if succeeded.filter(purged=True).exists():
+        return False
+    return (succeeded.aggregate(n=Sum("jobs"))["n"] or 0) <= EXACT_MAX
+
+
+def _trend_from_buckets(rollups: QuerySet[JobRollup]) -> list[TrendPoint]:
+    groups: dict[tuple[str, date], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    days: dict[datetime, date] = {}
+    rows = rollups.filter(state=JobState.SUCCEEDED).order_by().values_list("script_name", "hour", "durations")
+    for script, hour, durations in rows.iterator(chunk_size=5000):
+        day = days.get(hour)
+        if day is None:
+            day = days[hour] = _day(hour)
+        counts = groups[(script, day)]
+        for bucket, n in durations.items():
+            counts[int(bucket)] += n
     points = []
-    for (script, day), pairs in sorted(groups.items()):
-        pairs.sort()
+    for (script, day), counts in sorted(groups.items()):
+        pairs = [(bucket_value(bucket), n) for bucket, n in sorted(counts.items())]
         n = sum(weight for _, weight in pairs)
+        if not n:
+            continue
         p50, p95 = weighted_percentile(pairs, 0.5), weighted_percentile(pairs, 0.95)
         points.append(TrendPoint(script, day, n, _round(p50), _round(p95)))
     return points
@@ -154,26 +174,32 @@ class PhasePoint:
     fetch: float | None
 
 
-def phase_split(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) -> list[PhasePoint]:
-    """Mean queue wait, OML time and fetch time of succeeded jobs, per day (with those purged: `purged`)."""
-    rows = (
-        jobs.filter(state=JobState.SUCCEEDED)
-        .order_by("-created_at", "-id")
-        .values_list("created_at", "submitted_at", "oml_finished_at", "result_fetched_at", "finished_at", "async_flag")
-    )
-    # Sums and counts, so that the rollups of purged jobs add in: {"jobs", "<phase>_sum", "<phase>_n"}.
-    days = rollup_phases(purged)
-    for created, submitted, oml_finished, fetched, finished, is_async in rows[:MAX_ROWS]:
-        bucket = days[_day(created)]
-        bucket["jobs"] += 1
-        for name, value in (
-            ("queue", _seconds(created, submitted)),
-            ("oml", _seconds(submitted, oml_finished if is_async else finished)),
-            ("fetch", _seconds(oml_finished, fetched)),
-        ):
-            if value is not None:
-                bucket[f"{name}_sum"] += value
-                bucket[f"{name}_n"] += 1
+def phase_split(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[PhasePoint]:
+    """Mean queue wait, OML time and fetch time of succeeded jobs, per day: summed in the database from the
+    rollups, or from the rows (searches, pinned only)."""
+    if rollups is not None:
+        rows = (
+            rollups.filter(state=JobState.SUCCEEDED)
+            .order_by()
+            .annotate(day=TruncDate("hour", tzinfo=timezone.get_current_timezone()))
+            .values("day")
+            .annotate(
+                n=Sum("jobs"),
+                **{f"{name}_{part}": Sum(f"{name}_{part}") for name in PHASES for part in ("sum", "n")},
+            )
+        )
+        days = {row["day"]: {"jobs": row["n"], **row} for row in rows}
+    else:
+        days = defaultdict(lambda: defaultdict(float))
+        rows = jobs.filter(state=JobState.SUCCEEDED).order_by("-created_at", "-id").values_list(*PHASE_COLUMNS)
+        for values in rows[:MAX_ROWS]:
+            job = dict(zip(PHASE_COLUMNS, values, strict=True))
+            bucket = days[_day(job["created_at"])]
+            bucket["jobs"] += 1
+            for name, value in zip(PHASES, job_phases(job), strict=True):
+                if value is not None:
+                    bucket[f"{name}_sum"] += value
+                    bucket[f"{name}_n"] += 1
 
     def mean(bucket, name: str) -> float | None:
         return _round(bucket[f"{name}_sum"] / bucket[f"{name}_n"]) if bucket[f"{name}_n"] else None
@@ -182,6 +208,10 @@ def phase_split(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) 
         PhasePoint(day, int(b["jobs"]), mean(b, "queue"), mean(b, "oml"), mean(b, "fetch"))
         for day, b in sorted(days.items())
     ]
+
+
+PHASES = ("queue", "oml", "fetch")
+PHASE_COLUMNS = ("created_at", "submitted_at", "oml_finished_at", "result_fetched_at", "finished_at", "async_flag")
 
 
 # --- Outcomes -------------------------------------------------------------------------------------
@@ -203,16 +233,26 @@ def failure_rate(counts: dict[str, int]) -> float | None:
     return round(failed / decided, 4) if decided else None
 
 
-def outcomes(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) -> list[OutcomeDay]:
-    """Jobs per day by final state (counted in the database; with those purged: `purged`)."""
-    rows = (
-        jobs.filter(state__in=sorted(TERMINAL_STATES))
-        .order_by()
-        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
-        .values("day", "state")
-        .annotate(n=Count("id"))
-    )
-    days = rollup_outcomes(purged)
+def outcomes(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[OutcomeDay]:
+    """Jobs per day by final state, counted in the database (from the rollups, or the rows)."""
+    tz = timezone.get_current_timezone()
+    if rollups is not None:
+        rows = (
+            rollups.filter(state__in=sorted(TERMINAL_STATES))
+            .order_by()
+            .annotate(day=TruncDate("hour", tzinfo=tz))
+            .values("day", "state")
+            .annotate(n=Sum("jobs"))
+        )
+    else:
+        rows = (
+            jobs.filter(state__in=sorted(TERMINAL_STATES))
+            .order_by()
+            .annotate(day=TruncDate("created_at", tzinfo=tz))
+            .values("day", "state")
+            .annotate(n=Count("id"))
+        )
+    days: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         days[row["day"]][row["state"]] += row["n"]
     return [

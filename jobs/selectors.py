@@ -187,7 +187,7 @@ class _Segment:
         return f"{self.tag}{(row.created_at - _EPOCH) // _MICROSECOND}-{row.pk}"
 
     def decode(self, cursor: str):
-        number, pk = cursor[len(self.tag) :].rsplit("-", 1)
+        number, pk = cursor.lstrip("dn").rsplit("-", 1)
         micros = int(number) * _MICROSECOND
         return (micros if self.key == "duration" else _EPOCH + micros), int(pk)
 
@@ -203,13 +203,22 @@ _SORTS: dict[str, tuple[_Segment, ...]] = {
 
 
 def _segment_of(segments: tuple[_Segment, ...], cursor: str) -> int:
+    """The segment a cursor of this sort points into. Raises ValueError for a string that is no cursor.
+
+    A well-formed cursor of another sort (or one edited by hand) still names a position: it is read in the
+    first segment keyed as it is (a created-at number in a created-at segment), else in the first segment.
+    """
     if not CURSOR_RE.fullmatch(cursor):
         raise ValueError("Invalid cursor.")
     tag = cursor[0] if cursor[0] in "dn" else ""
     for index, segment in enumerate(segments):
         if segment.tag == tag:
             return index
-    raise ValueError("Invalid cursor.")
+    keyed_by_created = tag in ("", "n")
+    for index, segment in enumerate(segments):
+        if (segment.key == "created_at") == keyed_by_created:
+            return index
+    return 0
 
 
 def job_history_sorted(
