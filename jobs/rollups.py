@@ -24,11 +24,10 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from .access import visibility_filter
 from .models import Job, JobRollup
-from .selectors import DEFAULT_WINDOW, HistoryFilters
+from .selectors import HistoryFilters, default_window_start
 from .states import TERMINAL_STATES, JobState
 
 BASE = 1.05
@@ -235,7 +234,7 @@ def rollups_for(user, filters: HistoryFilters) -> QuerySet[JobRollup]:
         rollups = rollups.filter(condition)
     created_from = filters.created_from
     if created_from is None and filters.created_to is None and not filters.search:
-        created_from = timezone.now() - DEFAULT_WINDOW
+        created_from = default_window_start()
     if created_from is not None:
         rollups = rollups.filter(hour__gte=created_from)
     if filters.created_to is not None:

@@ -59,13 +59,19 @@ def _search_condition(term: str) -> Q:
     return condition
 
 
+def default_window_start() -> datetime:
+    """Where the history and analytics start without dates: DEFAULT_WINDOW ago, at the start of that UTC hour
+    (so that the analytics' hourly rollups cover the same jobs as the rows)."""
+    return (timezone.now() - DEFAULT_WINDOW).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def job_history_queryset(user, filters: HistoryFilters) -> QuerySet[Job]:
     """The jobs `user` may see that match `filters`, newest first. Without a date range, the last 7 days."""
     jobs = visible_jobs(user)
     created_from = filters.created_from
     # Pinned jobs are looked for whatever their age: a hold is usually on an old job.
     if created_from is None and filters.created_to is None and not filters.search and not filters.pinned:
-        created_from = timezone.now() - DEFAULT_WINDOW
+        created_from = default_window_start()
     if created_from is not None:
         jobs = jobs.filter(created_at__gte=created_from)
     if filters.created_to is not None:
