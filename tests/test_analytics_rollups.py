@@ -129,3 +129,17 @@ def test_percentiles_from_buckets_are_said_to_be_approximate_with_their_error(cl
             assert b == pytest.approx(a, rel=0.025)
     page = client.get(f"/analytics/?{WINDOW}").content.decode()
     assert "within about 2.5 % of the exact one" in page
+
+
+def test_bucket_counts_summed_by_the_database_equal_those_read_row_by_row(client, analyst, finished):
+    from django.utils import timezone
+
+    from jobs.analytics import bucket_counts, bucket_counts_in_python
+    from jobs.models import JobRollup as Rollup
+
+    for zone in ("UTC", "Asia/Kolkata", "America/St_Johns"):
+        with timezone.override(zone):
+            succeeded = Rollup.objects.filter(state=JobState.SUCCEEDED).values("script_name", "hour", "durations")
+            summed = sorted(bucket_counts(Rollup.objects.all()))
+            assert summed == sorted(bucket_counts_in_python(succeeded))
+            assert sum(n for *_, n in summed) == 5
