@@ -353,11 +353,14 @@ def trend_json(points: list[TrendPoint]) -> dict:
     days = sorted({p.day for p in points})
     scripts = sorted({p.script for p in points})
     index = {(p.script, p.day): p for p in points}
+    jobs: dict[str, int] = defaultdict(int)
+    for p in points:
+        jobs[p.script] += p.jobs
     series = []
     for script in scripts:
         for q in ("p50", "p95"):
             values = [getattr(index[(script, d)], q) if (script, d) in index else None for d in days]
-            series.append({"script": script, "percentile": q, "values": values})
+            series.append({"script": script, "percentile": q, "values": values, "jobs": jobs[script]})
     return {"days": [d.isoformat() for d in days], "series": series}
 
 
