@@ -52,6 +52,7 @@ class AuditAction:
     CLONE = "clone"
     RESULT_VIEW = "result_view"
     RESULT_DOWNLOAD = "result_download"
+    HISTORY_EXPORT = "history_export"
     LOGIN = "login"
     LOGOUT = "logout"
     LOGIN_FAILED = "login_failed"

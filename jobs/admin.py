@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.utils.html import escape
 
 from accounts.models import Team
 from audit.services import AuditAction, audit_record
@@ -9,8 +10,9 @@ from .services import connection_save
 
 
 class ConnectionAdminForm(forms.ModelForm):
+    # The admin writes help texts unescaped: the example's <placeholders> are escaped here so that they show.
     base_url = forms.URLField(
-        max_length=500, assume_scheme="https", help_text=Connection._meta.get_field("base_url").help_text
+        max_length=500, assume_scheme="https", help_text=escape(Connection._meta.get_field("base_url").help_text)
     )
     password = forms.CharField(
         widget=forms.PasswordInput(render_value=False),

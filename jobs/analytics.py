@@ -13,10 +13,14 @@ Definitions (the page and its JSON endpoints say the same):
   (`oml_last_running_at - submitted_at`; sync calls: `finished_at - submitted_at`); detection lag, the span
   in which OML's finish went unseen (`oml_finished_at - oml_last_running_at`, an upper bound); fetch time
   `result_fetched_at - oml_finished_at`. OML's real time lies between the OML phase and OML + lag
-  (jobs.timing.oml_bounds). Each day shows the mean of each phase, so they stack to the mean total. Jobs
-  that retention removed carry no lag: their rollups keep queue, OML and fetch sums only.
-- Jobs that retention removed count through their rollups (jobs.rollups): outcomes and phase means exactly,
-  durations through log buckets (a percentile within about 2.5 % of the exact one).
+  (jobs.timing.oml_bounds). Each day shows the mean of each phase, so they stack to the mean total.
+- The figures come from the hourly rollups (jobs.rollups), kept as jobs end and when retention removes them:
+  outcomes and phase means exactly. Percentiles are exact (from the rows) while the window holds at most
+  EXACT_MAX succeeded jobs and none was purged; beyond, they are read from log buckets, within about 2.5 % of
+  the exact one (`Figures.approximate` says which, and the page says so).
+- A rollup's hour is counted in the viewer's day it starts in: in a time zone whose offset is not a whole
+  number of hours (e.g. +05:30), the jobs of the part of an hour that crosses local midnight count on the day
+  that hour starts in. Searches (a job id, an OML job id) and "pinned only" read the rows (exact).
 - **Failure rate** of a day: (failed + timed out) / (succeeded + failed + timed out). Cancelled jobs are a
   user's choice, not a failure, and jobs still running have no outcome: neither counts.
 """
@@ -29,17 +33,18 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
-from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, QuerySet
+from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from .models import Job, JobRollup
-from .rollups import rollup_durations, rollup_outcomes, rollup_phases, weighted_percentile
+from .rollups import PHASES, bucket_value, weighted_percentile
 from .states import TERMINAL_STATES, JobState
-from .timing import COLUMNS as TIMING_COLUMNS
+from .timing import COLUMNS as PHASE_COLUMNS
 from .timing import job_phases
 
 MAX_ROWS = 200_000
+EXACT_MAX = 20_000
 GANTT_MAX_JOBS = 300
 FAILED_STATES = (JobState.FAILED, JobState.TIMED_OUT)
 STATE_ORDER = [
@@ -102,12 +107,12 @@ class TrendPoint:
     p95: float | None
 
 
-def duration_trend(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) -> list[TrendPoint]:
-    """p50 and p95 of the duration of succeeded jobs, per script and day (with those purged: `purged`)."""
+def duration_trend(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[TrendPoint]:
+    """p50 and p95 of the duration of succeeded jobs, per script and day: exact from the rows while
+    `trend_is_exact`, else from the rollups' buckets."""
     succeeded = jobs.filter(state=JobState.SUCCEEDED, finished_at__isnull=False).order_by()
-    removed = rollup_durations(purged)
-    if removed:
-        return _trend_with_purged(succeeded, removed)
+    if rollups is not None and not trend_is_exact(rollups):
+        return _trend_from_buckets(rollups)
     if connection.vendor == "postgresql":
         duration = EpochSeconds(ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField()))
         rows = (
@@ -130,21 +135,63 @@ def duration_trend(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = Non
     return points
 
 
-def _trend_with_purged(succeeded: QuerySet[Job], removed: dict) -> list[TrendPoint]:
-    """The trend where some jobs were purged: their durations come from the rollups' buckets."""
-    groups: dict[tuple[str, date], list[tuple[float, int]]] = defaultdict(list)
-    for key, pairs in removed.items():
-        groups[key].extend(pairs)
-    rows = succeeded.order_by("-created_at", "-id").values_list("script_name", "created_at", "finished_at")
-    for script, created, finished in rows[:MAX_ROWS]:
-        groups[(script, _day(created))].append(((finished - created).total_seconds(), 1))
+def trend_is_exact(rollups: QuerySet[JobRollup]) -> bool:
+    """Whether the percentiles of these rollups' jobs are computed exactly from the rows: none was purged and
+    at most EXACT_MAX succeeded (one indexed sum over the rollups)."""
+    succeeded = rollups.filter(state=JobState.SUCCEEDED).order_by()
+    if succeeded.filter(purged=True).exists():
+        return False
+    return (succeeded.aggregate(n=Sum("jobs"))["n"] or 0) <= EXACT_MAX
+
+
+def _trend_from_buckets(rollups: QuerySet[JobRollup]) -> list[TrendPoint]:
+    groups: dict[tuple[str, date], dict[int, int]] = defaultdict(dict)
+    for script, day, bucket, n in bucket_counts(rollups):
+        groups[(script, day)][bucket] = groups[(script, day)].get(bucket, 0) + n
     points = []
-    for (script, day), pairs in sorted(groups.items()):
-        pairs.sort()
+    for (script, day), counts in sorted(groups.items()):
+        pairs = [(bucket_value(bucket), n) for bucket, n in sorted(counts.items())]
         n = sum(weight for _, weight in pairs)
+        if not n:
+            continue
         p50, p95 = weighted_percentile(pairs, 0.5), weighted_percentile(pairs, 0.95)
         points.append(TrendPoint(script, day, n, _round(p50), _round(p95)))
     return points
+
+
+def bucket_counts(rollups: QuerySet[JobRollup]) -> list[tuple[str, date, int, int]]:
+    """(script, day in the current zone, duration bucket, jobs) of the succeeded jobs of `rollups`, summed.
+
+    On PostgreSQL the histograms are unnested and summed by the database (a window of a million jobs holds
+    about as many rollups: reading them into Python took seconds; bench/history.py); elsewhere here.
+    """
+    succeeded = rollups.filter(state=JobState.SUCCEEDED).order_by().values("script_name", "hour", "durations")
+    if connection.vendor != "postgresql":
+        return bucket_counts_in_python(succeeded)
+    inner, params = succeeded.query.sql_with_params()
+    # The ORM's own statement inside, with its parameters: no text of the request is pasted in.
+    statement = (
+        "SELECT r.script_name, (r.hour AT TIME ZONE %s)::date, b.key::integer, SUM(b.value::bigint) "  # noqa: S608
+        f"FROM ({inner}) AS r(script_name, hour, durations) "
+        "CROSS JOIN LATERAL jsonb_each_text(r.durations) AS b GROUP BY 1, 2, 3"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [timezone.get_current_timezone_name(), *params])
+        return [(script, day, bucket, int(n)) for script, day, bucket, n in cursor.fetchall()]
+
+
+def bucket_counts_in_python(succeeded) -> list[tuple[str, date, int, int]]:
+    """bucket_counts read row by row (any database; the answer the SQL is tested against)."""
+    totals: dict[tuple[str, date, int], int] = defaultdict(int)
+    days: dict[datetime, date] = {}
+    for row in succeeded.iterator(chunk_size=5000):
+        hour = row["hour"]
+        day = days.get(hour)
+        if day is None:
+            day = days[hour] = _day(hour)
+        for bucket, n in row["durations"].items():
+            totals[(row["script_name"], day, int(bucket))] += n
+    return [(script, day, bucket, n) for (script, day, bucket), n in totals.items()]
 
 
 # --- Phases ---------------------------------------------------------------------------------------
@@ -160,18 +207,34 @@ class PhasePoint:
     lag: float | None = None
 
 
-def phase_split(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) -> list[PhasePoint]:
-    """Mean queue wait, OML time and fetch time of succeeded jobs, per day (with those purged: `purged`)."""
-    rows = jobs.filter(state=JobState.SUCCEEDED).order_by("-created_at", "-id").values(*TIMING_COLUMNS)
-    # Sums and counts, so that the rollups of purged jobs add in: {"jobs", "<phase>_sum", "<phase>_n"}.
-    days = rollup_phases(purged)
-    for row in rows[:MAX_ROWS]:
-        bucket = days[_day(row["created_at"])]
-        bucket["jobs"] += 1
-        for name, value in job_phases(row).items():
-            if value is not None:
-                bucket[f"{name}_sum"] += value
-                bucket[f"{name}_n"] += 1
+def phase_split(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[PhasePoint]:
+    """Mean queue wait, OML time and fetch time of succeeded jobs, per day: summed in the database from the
+    rollups, or from the rows (searches, pinned only)."""
+    if rollups is not None:
+        rows = (
+            rollups.filter(state=JobState.SUCCEEDED)
+            .order_by()
+            .annotate(day=TruncDate("hour", tzinfo=timezone.get_current_timezone()))
+            .values("day")
+            .annotate(
+                n=Sum("jobs"),
+                **{f"{name}_{part}": Sum(f"{name}_{part}") for name in PHASES for part in ("sum", "n")},
+            )
+        )
+        days = {row["day"]: {"jobs": row["n"], **row} for row in rows}
+    else:
+        days = defaultdict(lambda: defaultdict(float))
+        rows = jobs.filter(state=JobState.SUCCEEDED).order_by("-created_at", "-id").values_list(*PHASE_COLUMNS)
+        for values in rows[:MAX_ROWS]:
+            job = dict(zip(PHASE_COLUMNS, values, strict=True))
+            bucket = days[_day(job["created_at"])]
+            bucket["jobs"] += 1
+            phases = job_phases(job)
+            for name in PHASES:
+                value = phases[name]
+                if value is not None:
+                    bucket[f"{name}_sum"] += value
+                    bucket[f"{name}_n"] += 1
 
     def mean(bucket, name: str) -> float | None:
         return _round(bucket[f"{name}_sum"] / bucket[f"{name}_n"]) if bucket[f"{name}_n"] else None
@@ -201,16 +264,26 @@ def failure_rate(counts: dict[str, int]) -> float | None:
     return round(failed / decided, 4) if decided else None
 
 
-def outcomes(jobs: QuerySet[Job], purged: QuerySet[JobRollup] | None = None) -> list[OutcomeDay]:
-    """Jobs per day by final state (counted in the database; with those purged: `purged`)."""
-    rows = (
-        jobs.filter(state__in=sorted(TERMINAL_STATES))
-        .order_by()
-        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
-        .values("day", "state")
-        .annotate(n=Count("id"))
-    )
-    days = rollup_outcomes(purged)
+def outcomes(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[OutcomeDay]:
+    """Jobs per day by final state, counted in the database (from the rollups, or the rows)."""
+    tz = timezone.get_current_timezone()
+    if rollups is not None:
+        rows = (
+            rollups.filter(state__in=sorted(TERMINAL_STATES))
+            .order_by()
+            .annotate(day=TruncDate("hour", tzinfo=tz))
+            .values("day", "state")
+            .annotate(n=Sum("jobs"))
+        )
+    else:
+        rows = (
+            jobs.filter(state__in=sorted(TERMINAL_STATES))
+            .order_by()
+            .annotate(day=TruncDate("created_at", tzinfo=tz))
+            .values("day", "state")
+            .annotate(n=Count("id"))
+        )
+    days: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         days[row["day"]][row["state"]] += row["n"]
     return [
@@ -283,11 +356,14 @@ def trend_json(points: list[TrendPoint]) -> dict:
     days = sorted({p.day for p in points})
     scripts = sorted({p.script for p in points})
     index = {(p.script, p.day): p for p in points}
+    jobs: dict[str, int] = defaultdict(int)
+    for p in points:
+        jobs[p.script] += p.jobs
     series = []
     for script in scripts:
         for q in ("p50", "p95"):
             values = [getattr(index[(script, d)], q) if (script, d) in index else None for d in days]
-            series.append({"script": script, "percentile": q, "values": values})
+            series.append({"script": script, "percentile": q, "values": values, "jobs": jobs[script]})
     return {"days": [d.isoformat() for d in days], "series": series}
 
 

@@ -24,7 +24,8 @@ from omlpy_dashboard.refusals import body_too_large_message
 
 from . import access, api_schema, idempotency, selectors, services, specs
 from .api_docs import VendoredSwagger
-from .api_schema import JobFilters, refusals, request_object
+from .api_schema import ExportFilters, JobFilters, refusals, request_object
+from .history_export import history_export_response
 from .models import Job
 from .oml.client import client_for
 from .oml.errors import OMLError
@@ -210,6 +211,7 @@ class JobOut(Schema):
 class JobPage(Schema):
     items: list[JobOut]
     next_cursor: str | None
+    prev_cursor: str | None = None
 
 
 class ScriptOut(Schema):
@@ -319,24 +321,46 @@ def create_job(
     return Status(201, _job_out(services.job_create(owner=request.user, spec=spec, request=request)))
 
 
-@jobs_router.get("", response={200: JobPage, **refusals(400)}, summary="List jobs, newest first (keyset pages)")
+@jobs_router.get(
+    "/export",
+    response=refusals(400),
+    summary="The job list as CSV: every job of these filters, in this order, streamed",
+    description="The history page's export: the list's filters and sort, without paging. Text cells a "
+    "spreadsheet would run are prefixed with `'`; times are UTC (ISO 8601). Each export is audited.",
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The jobs as CSV, with a header row",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
+def export_jobs(request, filters: Query[ExportFilters]):
+    return history_export_response(request, filters.history(), sort=filters.sort, via="api")
+
+
+@jobs_router.get(
+    "", response={200: JobPage, **refusals(400)}, summary="List jobs, newest first unless sorted (keyset pages)"
+)
 def list_jobs(request, filters: Query[JobFilters]):
-    history = selectors.HistoryFilters(
-        state=filters.state,
-        kind=filters.kind,
-        script=filters.script,
-        owner=filters.owner,
-        connection=filters.connection,
-        created_from=filters.created_from,
-        created_to=filters.created_to,
-        search=filters.q,
-        pinned=filters.pinned,
-    )
     try:
-        page = selectors.job_history(request.user, history, cursor=filters.cursor, limit=filters.limit)
+        page = selectors.job_history_sorted(
+            request.user,
+            filters.history(),
+            sort=filters.sort,
+            cursor=filters.cursor,
+            before=None if filters.cursor else filters.before,
+            limit=filters.limit,
+            rows=False,
+        )
     except ValueError as exc:
         raise HttpError(400, str(exc)) from None
-    return {"items": [_job_out(job) for job in page.items], "next_cursor": page.next_cursor}
+    return {
+        "items": [_job_out(job) for job in page.items],
+        "next_cursor": page.next_cursor,
+        "prev_cursor": page.prev_cursor,
+    }
 
 
 @jobs_router.get("/{job_id}", response={200: JobOut, **refusals(400, 404)}, summary="One job with its transitions")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
@@ -175,7 +175,9 @@ def request_object(request: HttpRequest) -> dict[str, Any]:
 # --- The job list's query -----------------------------------------------------------------------
 
 
-class JobFilters(Schema):
+class HistoryQuery(Schema):
+    """The history's filters as the API takes them (the job list and its export)."""
+
     state: list[JobState] = Field(default_factory=list)
     kind: list[JobKind] = Field(default_factory=list)
     script: str = Field("", json_schema_extra={"pattern": NO_NUL})
@@ -189,12 +191,20 @@ class JobFilters(Schema):
         json_schema_extra={"pattern": NO_NUL},
     )
     pinned: bool = Field(False, description="Only pinned jobs.")
-    cursor: str | None = Field(
-        None,
-        description="The `next_cursor` of the page before, as it came.",
-        json_schema_extra={"pattern": f"^{selectors.CURSOR_PATTERN}$"},
-    )
-    limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
+
+    def history(self) -> selectors.HistoryFilters:
+        """The filters as the history page reads them: the list and its export select the same jobs."""
+        return selectors.HistoryFilters(
+            state=list(self.state),
+            kind=list(self.kind),
+            script=self.script,
+            owner=self.owner,
+            connection=self.connection,
+            created_from=self.created_from,
+            created_to=self.created_to,
+            search=self.q,
+            pinned=self.pinned,
+        )
 
     @field_validator("script", "owner", "q")
     @classmethod
@@ -202,13 +212,6 @@ class JobFilters(Schema):
         # PostgreSQL cannot compare text with a NUL character: refuse it here rather than fail in the query.
         if "\x00" in value:
             raise ValueError(jsontext.NUL_MESSAGE)
-        return value
-
-    @field_validator("cursor")
-    @classmethod
-    def _cursor(cls, value: str | None) -> str | None:
-        if value is not None and not selectors.CURSOR_RE.fullmatch(value):
-            raise ValueError("Not a cursor this list gave: pass `next_cursor` as it came.")
         return value
 
     @field_validator("created_from", "created_to", mode="before")
@@ -229,3 +232,32 @@ class JobFilters(Schema):
             return value.astimezone(UTC)
         except OverflowError:
             return datetime.min.replace(tzinfo=UTC) if value.year == 1 else datetime.max.replace(tzinfo=UTC)
+
+
+class ExportFilters(HistoryQuery):
+    sort: Literal["newest", "oldest", "longest"] = Field(
+        "newest",
+        description="newest or oldest first (by creation), or longest first (created to finished; jobs still "
+        "running come last).",
+    )
+
+
+class JobFilters(ExportFilters):
+    cursor: str | None = Field(
+        None,
+        description="The `next_cursor` of the page before, as it came: the page after it.",
+        json_schema_extra={"pattern": f"^{selectors.CURSOR_PATTERN}$"},
+    )
+    before: str | None = Field(
+        None,
+        description="The `prev_cursor` of the page after, as it came: the page before it (with the same sort).",
+        json_schema_extra={"pattern": f"^{selectors.CURSOR_PATTERN}$"},
+    )
+    limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
+
+    @field_validator("cursor", "before")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        if value is not None and not selectors.CURSOR_RE.fullmatch(value):
+            raise ValueError("Not a cursor this list gave: pass `next_cursor` or `prev_cursor` as it came.")
+        return value

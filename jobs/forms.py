@@ -202,6 +202,12 @@ class HistoryFilterForm(forms.Form):
     def sort_order(self) -> str:
         return (self.cleaned_data.get("sort") if self.is_valid() else "") or "newest"
 
+    def more_filters_in_use(self) -> int:
+        """How many of the filters beyond search and sort are in use (the page opens them when any is)."""
+        if not self.is_valid():
+            return sum(1 for name in self.data if name not in {"q", "sort", "after", "before"} and self.data.get(name))
+        return sum(1 for name, value in self.cleaned_data.items() if name not in {"q", "sort"} and value)
+
     def is_filtered(self) -> bool:
         return self.is_valid() and any(value for name, value in self.cleaned_data.items() if name != "sort")
 

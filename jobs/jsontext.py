@@ -112,3 +112,151 @@ def value_problem(value: Any) -> str | None:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return None
+
+
+# --- Syntax errors, worded as the compose form's own check words them ---------------------------------------
+
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+
+
+class _Stop(Exception):
+    """A signal inside syntax_problem, never raised out of it."""
+
+    def __init__(self, pos: int, message: str):
+        self.pos, self.message = pos, message
+
+
+def syntax_problem(text: str) -> str | None:
+    """Where and why `text` is not JSON, in the words of static/js/compose.js's `jsonProblem` (the compose
+    form's check as the analyst types), so that the form and the preview say the same of one typo; None when
+    the text is JSON. Positions count characters (the browser counts UTF-16 units: a character outside the
+    Basic Multilingual Plane earlier on the line shifts its column by one there).
+
+    The reader mirrors the script's step by step: keep the two in step when either changes.
+    """
+    n = len(text)
+    i = 0
+
+    def fail(message: str):
+        raise _Stop(i, "unexpected end of input" if i >= n else message)
+
+    def ws() -> None:
+        nonlocal i
+        while i < n and text[i] in " \t\n\r":
+            i += 1
+
+    def string() -> None:
+        nonlocal i
+        i += 1
+        while i < n:
+            c = text[i]
+            if c == '"':
+                i += 1
+                return
+            if c == "\\":
+                i += 1
+                if i >= n:
+                    break
+                e = text[i]
+                if e == "u":
+                    if not _HEX4.fullmatch(text[i + 1 : i + 5]):
+                        fail("invalid \\u escape")
+                    i += 5
+                    continue
+                if e not in '"\\/bfnrt':
+                    fail("invalid escape \\" + e)
+                i += 1
+                continue
+            if c < " ":
+                fail("control character in a string (write \\n for a new line)")
+            i += 1
+        fail("unterminated string")
+
+    def number() -> None:
+        nonlocal i
+        found = _NUMBER.match(text, i)
+        if not found or found.group(0) in ("", "-"):
+            fail("invalid number")
+        i = found.end()
+
+    def value() -> None:
+        nonlocal i
+        ws()
+        if i >= n:
+            fail("")
+        c = text[i]
+        if c == "{":
+            return obj()
+        if c == "[":
+            return array()
+        if c == '"':
+            return string()
+        if c == "-" or "0" <= c <= "9":
+            return number()
+        for word in ("true", "false", "null"):
+            if text.startswith(word, i):
+                i += len(word)
+                return None
+        fail("expected a value (a string needs double quotes), found " + json.dumps(c, ensure_ascii=False))
+        return None
+
+    def at(k: int) -> str:
+        return text[k] if k < n else ""
+
+    def obj() -> None:
+        nonlocal i
+        i += 1
+        ws()
+        if at(i) == "}":
+            i += 1
+            return
+        while True:
+            ws()
+            if at(i) != '"':
+                fail("expected a property name in double quotes")
+            string()
+            ws()
+            if at(i) != ":":
+                fail("expected ':' after the property name")
+            i += 1
+            value()
+            ws()
+            if at(i) == ",":
+                i += 1
+                continue
+            if at(i) == "}":
+                i += 1
+                return
+            fail("expected ',' or '}' after a property value")
+
+    def array() -> None:
+        nonlocal i
+        i += 1
+        ws()
+        if at(i) == "]":
+            i += 1
+            return
+        while True:
+            value()
+            ws()
+            if at(i) == ",":
+                i += 1
+                continue
+            if at(i) == "]":
+                i += 1
+                return
+            fail("expected ',' or ']' after an array item")
+
+    try:
+        ws()
+        value()
+        ws()
+        if i < n:
+            fail("unexpected text after the JSON value")
+    except _Stop as stop:
+        before = text[: stop.pos]
+        line = before.count("\n") + 1
+        column = stop.pos - before.rfind("\n")
+        return f"Invalid JSON at line {line}, column {column}: {stop.message}."
+    return None

@@ -33,7 +33,9 @@ class Connection(models.Model):
         V1 = "v1", "v1 (retired by Oracle on 2026-03-31)"
 
     name = models.CharField(max_length=100, unique=True)
-    base_url = models.URLField(max_length=500, help_text="e.g. https://<tenancy>-<db>.adb.<region>.oraclecloudapps.com")
+    base_url = models.URLField(
+        max_length=500, help_text="e.g. https://<tenancy>-<database>.adb.<region>.oraclecloudapps.com"
+    )
     api_version = models.CharField(max_length=2, choices=ApiVersion.choices, default=ApiVersion.V2)
     username = models.CharField("OML username", max_length=128)
     password_encrypted = models.TextField(editable=False)
@@ -212,6 +214,17 @@ class Job(models.Model):
             models.Index(fields=["state", "-created_at", "-id"], name="job_history_state_idx"),
             models.Index(fields=["script_name", "-created_at", "-id"], name="job_history_script_idx"),
             models.Index(fields=["team", "-created_at", "-id"], name="job_history_team_idx"),
+            # history, "longest first": finished jobs by duration, keyset on (finished_at - created_at, id); then
+            # the jobs with no duration yet, newest first (few: the active ones)
+            models.Index(
+                (F("finished_at") - F("created_at")).desc(),
+                F("id").desc(),
+                condition=Q(finished_at__isnull=False),
+                name="job_history_duration_idx",
+            ),
+            models.Index(
+                fields=["-created_at", "-id"], condition=Q(finished_at__isnull=True), name="job_history_unfinished_idx"
+            ),
             # search by OML job id
             models.Index(fields=["oml_job_id"], name="job_oml_job_id_idx"),
             # learned polling: the latest finished runs of a script on a connection

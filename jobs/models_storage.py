@@ -123,11 +123,12 @@ class JobPin(models.Model):
 
 
 class JobRollup(models.Model):
-    """What analytics needs of jobs that retention removed: per hour of creation, owner, team, connection,
-    script, kind and final state, their number, the sums of their phases, and a histogram of their durations.
+    """What analytics reads of finished jobs: per hour of creation (UTC), owner, team, connection, script, kind
+    and final state, their number, the sums of their phases, and a histogram of their durations.
 
-    Written by the purge in the transaction that deletes the rows (jobs.rollups), so that a job counts either
-    as a row or here, never both; jobs.analytics adds these to what the remaining rows say.
+    Added to in the transaction of each job's terminal transition (jobs.rollups). The live part (`purged`
+    false) says what the job rows say and can be rebuilt from them; when retention deletes rows, their share
+    moves to the purged part in the same transaction, so that a job always counts once.
     """
 
     hour = models.DateTimeField(help_text="The hour (UTC) the jobs were created in.")
@@ -144,16 +145,21 @@ class JobRollup(models.Model):
     queue_n = models.BigIntegerField(default=0)
     oml_sum = models.FloatField(default=0.0)
     oml_n = models.BigIntegerField(default=0)
+    lag_sum = models.FloatField(default=0.0)
+    lag_n = models.BigIntegerField(default=0)
     fetch_sum = models.FloatField(default=0.0)
     fetch_n = models.BigIntegerField(default=0)
     durations = models.JSONField(
         default=dict, help_text="Succeeded jobs' durations (finished - created) by log bucket: {index: count}."
     )
+    purged = models.BooleanField(default=False, help_text="Jobs retention removed (not rebuilt from rows).")
 
     class Meta:
         indexes = [
             # analytics over a window: WHERE hour >= ? AND hour < ?
             models.Index(fields=["hour"], name="job_rollup_hour_idx"),
+            # analytics of an analyst (their own jobs), over a window
+            models.Index(fields=["owner", "hour"], name="job_rollup_owner_hour_idx"),
         ]
 
     def __str__(self) -> str:

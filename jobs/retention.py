@@ -25,8 +25,7 @@ from accounts.models import Team
 from metrics import recorder
 
 from .models import Job, JobPin, JobResult, JobResultChunk, RetentionPolicy
-from .rollups import COLUMNS as ROLLUP_COLUMNS
-from .rollups import rollup_purged
+from .rollups import rollups_purge, rollups_rebuild
 from .tally import TallyChange, tally_add
 
 logger = logging.getLogger(__name__)
@@ -162,11 +161,13 @@ def _purge_jobs_batch(rule: Rule, now: datetime, report: PurgeReport) -> int:
             return 0
         ids = [row[0] for row in rows]
         sizes = dict(JobResult.objects.filter(job_id__in=ids).values_list("job_id", "size_bytes"))
-        # Analytics keeps what it needs of them (counted here or as rows, never both).
-        rollup_purged(Job.objects.filter(pk__in=ids).values_list(*ROLLUP_COLUMNS))
+        # Analytics keeps what it needs of them: they were rolled up as they ended; their share moves to the
+        # rollups of purged jobs (jobs.rollups), so that each counts once before and after.
+        hours = rollups_purge(job_ids=ids)
         # The ORM's delete follows every relation: transitions, results and their chunks, the lineage of
         # re-runs (children keep living, without their parent).
         Job.objects.filter(pk__in=ids).delete()
+        rollups_rebuild(hours=hours)
         tally_add(
             TallyChange(
                 state,

@@ -1,14 +1,15 @@
-"""Reads that pages and the API share. Lists paginate by keyset on (created_at, id) and never count the table."""
+"""Reads that pages and the API share. Lists paginate by keyset on (sort key, id) and never count the table."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import uuid as uuid_lib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
 from .access import visible_jobs
@@ -35,28 +36,20 @@ class HistoryFilters:
 
 @dataclass
 class Page:
-    items: list[Job]
+    items: list
     next_cursor: str | None
+    # The cursor of the page before this one (its rows come before the first row here), None on the first page.
+    prev_cursor: str | None = None
 
 
-# A cursor is the last row's created_at in microseconds since 1970 and its id: every string of this shape
-# names a moment and an id the database can compare with (years 1970 to 5138, ids below 2**63).
-CURSOR_PATTERN = r"[0-9]{1,17}-[0-9]{1,18}"
+# A cursor names the last (or first) row shown by its sort key and its id. Created-at sorts use the row's
+# created_at in microseconds since 1970; "longest" uses "d" and the duration in microseconds for a finished job,
+# "n" and created_at for a job with no duration yet (they come last). Every string of this shape names a key
+# the database can compare with (years 1970 to 5138, ids below 2**63).
+CURSOR_PATTERN = r"(?:[0-9]{1,17}|d[0-9]{1,17}|n[0-9]{1,17})-[0-9]{1,18}"
 CURSOR_RE = re.compile(CURSOR_PATTERN)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-
-
-def encode_cursor(job: Job | HistoryRow) -> str:
-    return f"{(job.created_at - _EPOCH) // _MICROSECOND}-{job.pk}"
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Raises ValueError for anything that is not a cursor this module made."""
-    if not CURSOR_RE.fullmatch(cursor):
-        raise ValueError("Invalid cursor.")
-    micros, pk = cursor.split("-")
-    return _EPOCH + int(micros) * _MICROSECOND, int(pk)
 
 
 def _search_condition(term: str) -> Q:
@@ -67,13 +60,19 @@ def _search_condition(term: str) -> Q:
     return condition
 
 
+def default_window_start() -> datetime:
+    """Where the history and analytics start without dates: DEFAULT_WINDOW ago, at the start of that UTC hour
+    (so that the analytics' hourly rollups cover the same jobs as the rows)."""
+    return (timezone.now() - DEFAULT_WINDOW).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def job_history_queryset(user, filters: HistoryFilters) -> QuerySet[Job]:
     """The jobs `user` may see that match `filters`, newest first. Without a date range, the last 7 days."""
     jobs = visible_jobs(user)
     created_from = filters.created_from
     # Pinned jobs are looked for whatever their age: a hold is usually on an old job.
     if created_from is None and filters.created_to is None and not filters.search and not filters.pinned:
-        created_from = timezone.now() - DEFAULT_WINDOW
+        created_from = default_window_start()
     if created_from is not None:
         jobs = jobs.filter(created_at__gte=created_from)
     if filters.created_to is not None:
@@ -94,16 +93,6 @@ def job_history_queryset(user, filters: HistoryFilters) -> QuerySet[Job]:
         # Pins are few (holds): their job ids first, then the history index as for any filter.
         jobs = jobs.filter(pk__in=JobPin.objects.values("job_id"))
     return jobs.order_by("-created_at", "-id")
-
-
-# Keyset conditions. The OR alone is only a filter to PostgreSQL, which then reads the index from the first
-# page on; the redundant bound on created_at lets it start the index scan at the cursor (bench/history.py).
-def _after_desc(created: datetime, pk: int) -> Q:
-    return Q(created_at__lte=created) & (Q(created_at__lt=created) | Q(created_at=created, id__lt=pk))
-
-
-def _after_asc(created: datetime, pk: int) -> Q:
-    return Q(created_at__gte=created) & (Q(created_at__gt=created) | Q(created_at=created, id__gt=pk))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,27 +134,6 @@ def history_rows(jobs: QuerySet[Job]) -> list[HistoryRow]:
     return [HistoryRow(*values) for values in jobs.values_list(*HISTORY_ROW_COLUMNS)]
 
 
-def _page(jobs: QuerySet[Job], limit: int, rows: bool) -> Page:
-    items = history_rows(jobs[: limit + 1]) if rows else list(jobs.select_related("owner", "connection")[: limit + 1])
-    next_cursor = encode_cursor(items[limit - 1]) if len(items) > limit else None
-    return Page(items=items[:limit], next_cursor=next_cursor)
-
-
-def job_history(
-    user, filters: HistoryFilters, *, cursor: str | None = None, limit: int = 50, rows: bool = False
-) -> Page:
-    """One page of history after `cursor`; the cursor of the next page, or None on the last one.
-
-    Items are Job instances with their owner and connection, or with `rows` HistoryRows (the page's rows).
-    """
-    limit = max(1, min(limit, MAX_PAGE))
-    jobs = job_history_queryset(user, filters)
-    if cursor:
-        created, pk = decode_cursor(cursor)
-        jobs = jobs.filter(_after_desc(created, pk))
-    return _page(jobs, limit, rows)
-
-
 def job_timeline(job: Job) -> list[JobTransition]:
     return list(JobTransition.objects.filter(job=job).order_by("at", "id"))
 
@@ -186,39 +154,164 @@ def job_durations(job: Job) -> dict[str, float | None]:
 
 
 HISTORY_SORTS = ("newest", "oldest", "longest")
+# What a job's "duration" is on the history page: created to finished (what the analyst waited).
+DURATION = ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField())
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of rows of one sort ordered by one key and the id, both in one direction.
+
+    A sort is one or more segments shown one after the other: "longest" shows finished jobs by duration, then
+    the jobs with no duration yet, newest first. `tag` starts the cursors of the segment's rows.
+    """
+
+    tag: str
+    condition: Q
+    key: str  # a column, or "duration" (DURATION, annotated)
+    descending: bool
+
+    def rows(self, jobs: QuerySet[Job], *, forward: bool) -> QuerySet[Job]:
+        jobs = jobs.filter(self.condition)
+        if self.key == "duration":
+            jobs = jobs.annotate(duration=DURATION)
+        descending = self.descending == forward
+        prefix = "-" if descending else ""
+        return jobs.order_by(f"{prefix}{self.key}", f"{prefix}id")
+
+    def beyond(self, value, pk: int, *, forward: bool) -> Q:
+        """Rows after (value, pk) in the direction read. The redundant bound on the key alone lets PostgreSQL
+        start its index scan at the cursor (the OR alone is only a filter to it; bench/history.py)."""
+        key = self.key
+        if self.descending == forward:
+            return Q(**{f"{key}__lte": value}) & (Q(**{f"{key}__lt": value}) | Q(**{key: value, "id__lt": pk}))
+        return Q(**{f"{key}__gte": value}) & (Q(**{f"{key}__gt": value}) | Q(**{key: value, "id__gt": pk}))
+
+    def cursor(self, row: HistoryRow | Job) -> str:
+        if self.key == "duration":
+            return f"{self.tag}{(row.finished_at - row.created_at) // _MICROSECOND}-{row.pk}"
+        return f"{self.tag}{(row.created_at - _EPOCH) // _MICROSECOND}-{row.pk}"
+
+    def decode(self, cursor: str):
+        number, pk = cursor.lstrip("dn").rsplit("-", 1)
+        micros = int(number) * _MICROSECOND
+        return (micros if self.key == "duration" else _EPOCH + micros), int(pk)
+
+
+_SORTS: dict[str, tuple[_Segment, ...]] = {
+    "newest": (_Segment("", Q(), "created_at", descending=True),),
+    "oldest": (_Segment("", Q(), "created_at", descending=False),),
+    "longest": (
+        _Segment("d", Q(finished_at__isnull=False), "duration", descending=True),
+        _Segment("n", Q(finished_at__isnull=True), "created_at", descending=True),
+    ),
+}
+
+
+def _segment_of(segments: tuple[_Segment, ...], cursor: str) -> int:
+    """The segment a cursor of this sort points into. Raises ValueError for a string that is no cursor.
+
+    A well-formed cursor of another sort (or one edited by hand) still names a position: it is read in the
+    first segment keyed as it is (a created-at number in a created-at segment), else in the first segment.
+    """
+    if not CURSOR_RE.fullmatch(cursor):
+        raise ValueError("Invalid cursor.")
+    tag = cursor[0] if cursor[0] in "dn" else ""
+    for index, segment in enumerate(segments):
+        if segment.tag == tag:
+            return index
+    keyed_by_created = tag in ("", "n")
+    for index, segment in enumerate(segments):
+        if (segment.key == "created_at") == keyed_by_created:
+            return index
+    return 0
 
 
 def job_history_sorted(
-    user, filters: HistoryFilters, *, sort: str = "newest", cursor: str | None = None, limit: int = 50
+    user,
+    filters: HistoryFilters,
+    *,
+    sort: str = "newest",
+    cursor: str | None = None,
+    before: str | None = None,
+    limit: int = 50,
+    rows: bool = True,
 ) -> Page:
-    """The history page in one of HISTORY_SORTS, as HistoryRows.
+    """One page of the history in one of HISTORY_SORTS, by keyset both ways: HistoryRows (the page's rows),
+    or without `rows` Job instances with their owner and connection (the API's).
 
-    - newest: job_history (keyset on (created_at, id) descending).
-    - oldest: the same keyset ascending; the cursor is the last row shown.
-    - longest: finished jobs of the filtered window by total duration (finished_at - created_at), the longest
-      `limit` only, on one page with no cursor. Durations are not indexed, so the database sorts only the
-      rows inside the window (the last 7 days unless the filters say otherwise), never the whole table.
+    `cursor` gives the page after that row, `before` the page before that row (read backwards, shown in the
+    sort's order); neither, the first page. Raises ValueError for a cursor this sort did not make.
+
+    1. Find the segment the cursor belongs to (newest and oldest have one; longest has finished jobs by
+       duration, then jobs with no duration yet, newest first).
+    2. Read up to limit + 1 rows of that segment beyond the cursor, in the direction of travel; if that is not
+       enough, go on from the start of the next segment in that direction (the end of it, going back).
+    3. The extra row says whether another page lies that way; the other way always holds the cursor's row.
     """
-    if sort == "oldest":
-        limit = max(1, min(limit, MAX_PAGE))
-        jobs = job_history_queryset(user, filters).order_by("created_at", "id")
-        if cursor:
-            created, pk = decode_cursor(cursor)
-            jobs = jobs.filter(_after_asc(created, pk))
-        return _page(jobs, limit, rows=True)
-    if sort == "longest":
-        from django.db.models import DurationField, ExpressionWrapper, F
+    limit = max(1, min(limit, MAX_PAGE))
+    return _keyset_page(
+        job_history_queryset(user, filters), _SORTS.get(sort, _SORTS["newest"]), cursor, before, limit, rows=rows
+    )
 
-        limit = max(1, min(limit, MAX_PAGE))
-        duration = ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField())
-        jobs = (
-            job_history_queryset(user, filters)
-            .filter(finished_at__isnull=False)
-            .annotate(total_duration=duration)
-            .order_by("-total_duration", "-id")
-        )
-        return Page(items=history_rows(jobs[:limit]), next_cursor=None)
-    return job_history(user, filters, cursor=cursor, limit=limit, rows=True)
+
+def _keyset_page(
+    jobs: QuerySet[Job], segments: tuple[_Segment, ...], cursor: str | None, before: str | None, limit: int, *, rows
+) -> Page:
+    forward = before is None
+    mark = cursor if forward else before
+    # 1. Where to start.
+    if mark:
+        start = _segment_of(segments, mark)
+        value, pk = segments[start].decode(mark)
+    else:
+        start, value, pk = 0, None, None
+    order = range(start, len(segments)) if forward else range(start, -1, -1)
+    # 2. Rows beyond the cursor, segment after segment.
+    found: list[tuple[_Segment, HistoryRow | Job]] = []
+    for index in order:
+        segment = segments[index]
+        selected = segment.rows(jobs, forward=forward)
+        if index == start and mark:
+            selected = selected.filter(segment.beyond(value, pk, forward=forward))
+        wanted = limit + 1 - len(found)
+        read = history_rows(selected[:wanted]) if rows else selected.select_related("owner", "connection")[:wanted]
+        found.extend((segment, row) for row in read)
+        if len(found) > limit:
+            break
+    # 3. The links either way.
+    more = len(found) > limit
+    found = found[:limit]
+    if not forward:
+        found.reverse()
+    items = [row for _, row in found]
+    if not found:
+        return Page(items=[], next_cursor=None, prev_cursor=None)
+    first, last = found[0], found[-1]
+    if forward:
+        next_cursor = last[0].cursor(last[1]) if more else None
+        prev_cursor = first[0].cursor(first[1]) if mark else None
+    else:
+        next_cursor = last[0].cursor(last[1])
+        prev_cursor = first[0].cursor(first[1]) if more else None
+    return Page(items=items, next_cursor=next_cursor, prev_cursor=prev_cursor)
+
+
+EXPORT_BATCH = 1000
+
+
+def job_history_all(user, filters: HistoryFilters, *, sort: str = "newest") -> Iterator[HistoryRow]:
+    """Every job of the history with these filters, in the page's order, read EXPORT_BATCH rows at a time by
+    the page's own keyset (one bounded query a batch: memory stays flat however many jobs match)."""
+    jobs = job_history_queryset(user, filters)
+    segments = _SORTS.get(sort, _SORTS["newest"])
+    cursor = None
+    while True:
+        page = _keyset_page(jobs, segments, cursor, None, EXPORT_BATCH, rows=True)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def jobs_by_uuids(user, uuids) -> list[HistoryRow]:

@@ -23,6 +23,7 @@ from omlpy_dashboard.fastsql import insert_one
 
 from . import access
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
+from .rollups import rollup_job_finished
 from .specs import JobSpec, parse_job_request, spec_as_request
 from .states import ACTIVE_STATES, ALLOWED_MOVES, TERMINAL_STATES, JobState
 from .stats import script_stats_record
@@ -141,8 +142,10 @@ _MOVED_COLUMNS = (
 
 
 def _job_finished(job_id: int, state: str, job: dict, at: datetime) -> None:
-    """In the transaction of a job's last transition: count it in the tally (with its result's bytes) and,
-    for an asynchronous success, add its time in OML to its script's statistics."""
+    """In the transaction of a job's last transition: count it in the tally (with its result's bytes) and in
+    the analytics' hourly rollups and, for an asynchronous success, add its time in OML to its script's
+    statistics."""
+    rollup_job_finished(job_id=job_id)
     results, size = 0, 0
     if state == JobState.SUCCEEDED:
         stored = JobResult.objects.filter(job_id=job_id).values_list("size_bytes", flat=True).first()

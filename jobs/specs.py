@@ -204,10 +204,10 @@ def _parameters_text(text: str, errors: _Errors) -> Any:
         return jsontext.loads(text, max_depth=MAX_PARAMETERS_DEPTH)
     except jsontext.TooDeep as exc:
         errors.add("parameters", str(exc))
-    except json.JSONDecodeError as exc:
-        errors.add("parameters", f"Invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.")
     except ValueError as exc:
-        errors.add("parameters", f"Invalid JSON: {exc}.")
+        # Worded as the form's own check words it (jsontext.syntax_problem), so that one typo reads the same
+        # under the field and in the preview.
+        errors.add("parameters", jsontext.syntax_problem(text) or f"Invalid JSON: {exc}.")
     return None
 
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("jobs/", views.history, name="history"),
     path("jobs/rows/", views.history_rows, name="history_rows"),
+    path("jobs/export.csv", views.history_export, name="history_export"),
     path("jobs/new/", views.compose, name="compose"),
     path("jobs/new/scripts/", views.compose_scripts, name="compose_scripts"),
     path("jobs/new/preview/", views.compose_preview, name="compose_preview"),

@@ -11,12 +11,15 @@ import json
 import shlex
 from urllib.parse import quote
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from omlpy_dashboard.refusals import refusal_page
 
 from .access import (
     ConnectionDenied,
@@ -38,6 +41,7 @@ from .forms import (
     job_request_data,
     parse_uuids,
 )
+from .history_export import history_export_response
 from .models import Connection, Job, JobResult
 from .pins import pin_of
 from .polling import poll_log_rows
@@ -72,16 +76,17 @@ def history(request):
     filters = form.filters()
     sort = form.sort_order()
     cursor = request.GET.get("after") or None
+    before = None if cursor else (request.GET.get("before") or None)
     try:
-        page = job_history_sorted(request.user, filters, sort=sort, cursor=cursor, limit=HISTORY_PAGE_SIZE)
+        page = job_history_sorted(
+            request.user, filters, sort=sort, cursor=cursor, before=before, limit=HISTORY_PAGE_SIZE
+        )
     except ValueError:
         messages.warning(request, "That page link is no longer valid; here is the first page.")
+        cursor = before = None
         page = job_history_sorted(request.user, filters, sort=sort, limit=HISTORY_PAGE_SIZE)
-    next_url = None
-    if page.next_cursor:
-        query = request.GET.copy()
-        query["after"] = page.next_cursor
-        next_url = f"?{query.urlencode()}"
+    next_url = _page_url(request, "after", page.next_cursor)
+    prev_url = _page_url(request, "before", page.prev_cursor)
     has_range = filters.created_from is not None or filters.created_to is not None
     context = {
         "form": form,
@@ -92,15 +97,55 @@ def history(request):
         "jobs": page.items,
         "active_ids": [str(job.uuid) for job in page.items if not job.is_terminal],
         "next_url": next_url,
-        "first_page": cursor is None,
+        "prev_url": prev_url,
+        "page_labels": HISTORY_PAGE_LABELS[sort],
+        "first_page": cursor is None and before is None,
+        "export_url": f"{reverse('jobs:history_export')}?{_without_paging(request)}",
         "sort": sort,
         "default_window": not has_range and not filters.search,
         "window_days": DEFAULT_WINDOW.days,
         "filtered": form.is_filtered(),
+        "more_filters": form.more_filters_in_use(),
         "may_submit": can_submit(request.user),
     }
     # Filters that are not valid are named above the list (which then shows the unfiltered history).
     return render(request, "jobs/history.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@require_GET
+def history_export(request):
+    """The history page's jobs as CSV: the same query string, filters, sort and visibility, every page of it."""
+    form = HistoryFilterForm(request.GET or None, user=request.user)
+    if form.errors:
+        return refusal_page(request, "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items()))
+    return history_export_response(request, form.filters(), sort=form.sort_order(), via="page")
+
+
+# The pager's links per sort: (towards the first page, towards the last).
+HISTORY_PAGE_LABELS = {
+    "newest": ("Newer jobs", "Older jobs"),
+    "oldest": ("Older jobs", "Newer jobs"),
+    "longest": ("Longer jobs", "Shorter jobs"),
+}
+
+
+def _without_paging(request) -> str:
+    query = request.GET.copy()
+    query.pop("after", None)
+    query.pop("before", None)
+    return query.urlencode()
+
+
+def _page_url(request, name: str, cursor: str | None) -> str | None:
+    """The page's own query string with `name` set to `cursor` (and the other direction's cursor dropped)."""
+    if not cursor:
+        return None
+    query = request.GET.copy()
+    query.pop("after", None)
+    query.pop("before", None)
+    query[name] = cursor
+    return f"?{query.urlencode()}"
 
 
 @login_required
@@ -211,7 +256,10 @@ def compose_scripts(request):
             else "No connection is granted to you. Ask an administrator to grant one to your team."
         )
     else:
-        context["scripts"], context["error"] = _list_scripts(connection)
+        scripts, context["error"] = _list_scripts(connection)
+        # Benchmark-only scripts are not offered (unless this form already names one: a clone of such a job).
+        hidden = set(settings.SCRIPT_PICKER_HIDDEN) - {context["selected"]}
+        context["scripts"] = [script for script in scripts if script.get("name") not in hidden]
     response = render(request, "jobs/_scripts.html", context | {"help": HELP})
     # The preview listens for this to show the request with the picked script.
     response["HX-Trigger-After-Settle"] = "scripts-loaded"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseGone, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.services import audit_record
@@ -134,10 +135,12 @@ def compare(request):
 
 
 def _filtered_jobs(request):
-    """The jobs of the filters, and the rollups of those among them that retention removed."""
+    """The jobs of the filters, and their rollups, which the figures are read from; None for a search or
+    "pinned only", which the rows answer (a rollup knows neither a job's id nor its pin)."""
     form = HistoryFilterForm(request.GET, user=request.user)
     filters = form.filters()
-    return form, job_history_queryset(request.user, filters), rollups_for(request.user, filters)
+    rollups = None if filters.search or filters.pinned else rollups_for(request.user, filters)
+    return form, job_history_queryset(request.user, filters), rollups
 
 
 @login_required
@@ -150,6 +153,9 @@ def analytics_page(request):
     context = {
         "form": form,
         "query": request.GET.urlencode(),
+        "trend_exact": purged is None or analytics.trend_is_exact(purged),
+        "exact_max": analytics.EXACT_MAX,
+        "zone_name": timezone.get_current_timezone_name(),
         "trend": analytics.duration_trend(jobs, purged),
         "phases": analytics.phase_split(jobs, purged),
         "outcomes": outcome_days,

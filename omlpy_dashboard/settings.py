@@ -447,6 +447,9 @@ if RETENTION_PURGE_INTERVAL <= 0 or RETENTION_PURGE_BATCH < 1 or RETENTION_PURGE
         "RETENTION_PURGE_INTERVAL must be positive, RETENTION_PURGE_BATCH at least 1, RETENTION_PURGE_PAUSE >= 0."
     )
 
+# Scripts the compose form's picker never lists (benchmark-only ones); they still run when named.
+SCRIPT_PICKER_HIDDEN = env.list("SCRIPT_PICKER_HIDDEN", default=["timer"])
+
 # --- Embedded engine ----------------------------------------------------------------------------
 OMLENGINE_ENABLED = env.bool("OMLENGINE_ENABLED", default=DEBUG)
 OMLENGINE_DATA_DB = env.str("OMLENGINE_DATA_DB", default=str(VAR_DIR / "omlengine-data.sqlite3"))

@@ -1,12 +1,26 @@
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.decorators.http import require_GET
 
 from accounts import views as accounts_views
 from jobs.api import api
 from omlpy_dashboard import health
 
+
+@require_GET
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page says: send them to the static file (whitenoise serves it,
+    under its hashed name in production, with a long cache lifetime)."""
+    response = HttpResponseRedirect(static("favicon.ico"))
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     # Answered by health.HealthCheckMiddleware before anything else; routed too, so that they resolve.
     path("livez", health.livez, name="livez"),
     path("readyz", health.readyz, name="readyz"),

@@ -7,6 +7,7 @@ run in `transactional_db` so that the processes see what the test writes.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -21,8 +22,20 @@ from tests.stack import Stack
 
 @pytest.fixture(scope="session", autouse=True)
 def _static_files(tmp_path_factory):
-    """Collected static files, as production serves them (the manifest storage needs them)."""
-    if not Path(settings.STATIC_ROOT, "staticfiles.json").exists() or os.environ.get("CI"):
+    """Collected static files, as production serves them (the manifest storage needs them); collected again
+    when a file of static/ is missing from the manifest or changed after it (added or edited since)."""
+    manifest = Path(settings.STATIC_ROOT, "staticfiles.json")
+    collected = set(json.loads(manifest.read_text()).get("paths", {})) if manifest.exists() else set()
+    stamp = manifest.stat().st_mtime if manifest.exists() else 0.0
+    files = [path for root in map(Path, settings.STATICFILES_DIRS) for path in root.rglob("*") if path.is_file()]
+    sources = {
+        path.relative_to(root).as_posix()
+        for root in map(Path, settings.STATICFILES_DIRS)
+        for path in files
+        if path.is_relative_to(root)
+    }
+    stale = any(path.stat().st_mtime > stamp for path in files)
+    if not sources <= collected or stale or os.environ.get("CI"):
         call_command("collectstatic", "--noinput", verbosity=0)
 
 

@@ -123,13 +123,16 @@ def test_history_filters_narrow_the_list(live, page, login, make_user):
     expect(rows).to_have_count(3)
     expect(page.locator(".scope-note")).to_contain_text("last 7 days")
 
+    page.click("#history-filters summary")  # the filters beyond search and sort fold away
     page.locator("label.chip", has_text="Failed").click()
     page.click("text=Apply filters")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("beta")
+    expect(page.locator("#history-filters summary")).to_contain_text("1 in use")
 
     page.click("text=Clear filters")
     expect(rows).to_have_count(3)
+    page.click("#history-filters summary")
     page.locator("label.chip", has_text="index-apply").click()
     page.click("text=Apply filters")
     expect(rows).to_have_count(1)
@@ -142,6 +145,7 @@ def test_history_filters_narrow_the_list(live, page, login, make_user):
     expect(rows.first).to_contain_text("Failed")
 
     page.goto(live.url("/jobs/"))
+    page.click("#history-filters summary")
     page.fill("#id_script", "nothing_like_this")
     page.click("text=Apply filters")
     expect(page.locator(".empty")).to_contain_text("No jobs match these filters")
@@ -276,3 +280,37 @@ def test_a_running_parent_job_lists_a_re_run_made_meanwhile_without_reloading(li
     rerun = job_rerun(job=parent, actor=analyst)
     expect(page.locator("#job-children")).to_contain_text(str(rerun.uuid), timeout=LIVE_WAIT)
     assert_not_reloaded(page)
+
+
+FIRST_SCREEN = {"width": 1280, "height": 720}  # a laptop's browser window
+
+
+def test_the_history_list_starts_within_the_first_screen(live, page, login, analyst):
+    conn = live_connection()
+    for name in ("alpha", "beta", "gamma"):
+        finished_job(analyst, conn, script_name=name)
+    page.set_viewport_size(FIRST_SCREEN)
+    login(page, "analyst")
+    page.goto(live.url("/jobs/"))
+    first_row = page.locator("#history-table tbody tr").first
+    expect(first_row).to_be_visible()
+    box = first_row.bounding_box()
+    # The whole first row is on the first screen, without scrolling.
+    assert box["y"] + box["height"] <= FIRST_SCREEN["height"], box
+    # The filters are one click away, and the list still starts on the first screen with them open.
+    page.click("#history-filters summary")
+    expect(page.locator("#id_q")).to_be_visible()
+    expect(page.locator("label.chip", has_text="Failed")).to_be_visible()
+
+
+def test_a_json_typo_reads_the_same_under_the_field_and_in_the_preview(live, page, login, analyst):
+    login(page, "analyst")
+    open_compose(page, live)
+    page.select_option("#id_script", "group_count")
+    status, problems = page.locator("#parameters-status"), page.locator("#preview .preview-errors")
+    for typo in ('{"a": 1,}', "{'a': 1}", '{\n  "n": pandas\n}', '{"a" 1}', '{"a": [1 2]}', '{"a": "\\q"}'):
+        page.fill("#id_parameters", typo)
+        expect(status).to_have_text(re.compile(r"^Invalid JSON at line"))
+        expect(problems).to_contain_text("parameters: Invalid JSON")
+        said = status.inner_text()
+        expect(problems.locator("li", has_text="parameters:")).to_have_text(f"parameters: {said}")

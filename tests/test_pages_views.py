@@ -403,14 +403,14 @@ def test_history_defaults_to_the_last_seven_days_and_takes_a_date_range(signed_i
     assert [j.script_name for j in jobs] == ["old"]
 
 
-def test_history_sorts_by_duration_within_the_window(signed_in, conn, analyst):
+def test_history_sorts_by_duration_with_unfinished_jobs_last(signed_in, conn, analyst):
     quick, slow = make_job(analyst, conn, script_name="quick"), make_job(analyst, conn, script_name="slow")
     make_job(analyst, conn, script_name="unfinished")
     now = timezone.now()
     Job.objects.filter(pk=quick.pk).update(state=JobState.SUCCEEDED, finished_at=now + timedelta(seconds=1))
     Job.objects.filter(pk=slow.pk).update(state=JobState.SUCCEEDED, finished_at=now + timedelta(seconds=90))
     jobs = signed_in.get("/jobs/", {"sort": "longest"}).context["jobs"]
-    assert [j.script_name for j in jobs] == ["slow", "quick"]
+    assert [j.script_name for j in jobs] == ["slow", "quick", "unfinished"]
     jobs = signed_in.get("/jobs/", {"sort": "oldest"}).context["jobs"]
     assert [j.script_name for j in jobs] == ["quick", "slow", "unfinished"]
 

@@ -168,6 +168,7 @@ def test_an_owner_pins_a_job_in_the_browser_and_an_admin_reads_the_storage_page(
     expect(page.locator("#pin-status")).to_contain_text("evidence for the review")
     expect(page.locator("#unpin-job")).to_be_visible()
     page.goto(live.url("/jobs/"))
+    page.click("#history-filters summary")
     page.check("#id_pinned")
     page.click("#history-filters button[type=submit]")
     expect(page.locator(f"a[href='/jobs/{job.uuid}/']").first).to_be_visible()

@@ -246,6 +246,7 @@ ROUTES: dict[str, Route] = {
     # Pages over many jobs: listings must not name a job the user may not see.
     "jobs:home": Route(_fixed("/"), _signed_in({200, 302}), per_job=False),
     "jobs:history": Route(_fixed("/jobs/"), _signed_in(), lists_jobs=True, per_job=False),
+    "jobs:history_export": Route(_fixed("/jobs/export.csv"), _signed_in(), lists_jobs=True, per_job=False),
     # The live rows answer 286 (htmx: stop polling) when none of the listed jobs is still running.
     "jobs:history_rows": Route(_fixed("/jobs/rows/"), _signed_in({200, 286}), per_job=False),
     "results:analytics": Route(_fixed("/analytics/"), _signed_in(), per_job=False),
@@ -283,6 +284,7 @@ ROUTES: dict[str, Route] = {
     "oidc_authentication_callback": Route(_fixed("/oidc/callback/?code=x&state=y"), _public(404), per_job=False),
     "healthz": Route(_fixed("/healthz"), _public({200, 503}), per_job=False),
     "livez": Route(_fixed("/livez"), _public(), per_job=False),
+    "favicon": Route(_fixed("/favicon.ico"), _public(302), per_job=False),
     "readyz": Route(_fixed("/readyz"), _public({200, 503}), per_job=False),
     # The JSON API (Bearer tokens; anonymous is 401).
     "api:get_job": Route(_job_path("/api/v1/jobs/{uuid}"), _read(), api=True),
@@ -299,6 +301,7 @@ ROUTES: dict[str, Route] = {
     ),
     "api:unpin_job": Route(_job_path("/api/v1/jobs/{uuid}/pin"), _pinner({200, 409}), method="DELETE", api=True),
     "api:list_jobs": Route(_fixed("/api/v1/jobs"), _signed_in(), api=True, lists_jobs=True, per_job=False),
+    "api:export_jobs": Route(_fixed("/api/v1/jobs/export"), _signed_in(), api=True, lists_jobs=True, per_job=False),
     "api:create_job": Route(
         _fixed("/api/v1/jobs"),
         _submitter(201),

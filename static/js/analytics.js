@@ -9,15 +9,63 @@
 
   function seconds(value) { return value === null || value === undefined ? "—" : value.toFixed(2) + " s"; }
 
+  // Legible from one day to a year: at most MAX_TICKS dates on a time axis and MAX_SCRIPTS scripts drawn (the
+  // busiest; every script is in the table), one legend entry per script (p95 is the dashed line of its colour).
+  var MAX_TICKS = 12;
+  var MAX_SCRIPTS = 6;
+  var DAY_AXIS = { ticks: { autoSkip: true, maxTicksLimit: MAX_TICKS, maxRotation: 0 } };
+
+  function busiest(series) {
+    var totals = {};
+    series.forEach(function (s) { totals[s.script] = (totals[s.script] || 0) + (s.jobs || 0); });
+    return Object.keys(totals).sort(function (a, b) { return totals[b] - totals[a] || (a < b ? -1 : 1); }).slice(0, MAX_SCRIPTS);
+  }
+
   function trend(data) {
-    var datasets = data.series.map(function (s, i) {
-      var color = PALETTE[Math.floor(i / 2) % PALETTE.length];
+    var shown = busiest(data.series);
+    var color = {};
+    shown.forEach(function (script, i) { color[script] = PALETTE[i % PALETTE.length]; });
+    var series = data.series.filter(function (s) { return shown.indexOf(s.script) !== -1; });
+    var others = {};
+    data.series.forEach(function (s) { if (shown.indexOf(s.script) === -1) others[s.script] = true; });
+    var hidden = Object.keys(others).length;
+    var subtitle = "solid: p50, dashed: p95" + (hidden ? "; the " + shown.length + " busiest scripts (" + hidden + " more in the table)" : "");
+    if (data.days.length <= 1) {
+      // One day: a bar per script and percentile, not a column of dots.
       return {
-        label: s.script + " " + s.percentile,
+        type: "bar",
+        data: {
+          labels: shown,
+          datasets: ["p50", "p95"].map(function (q, i) {
+            return {
+              label: q,
+              data: shown.map(function (script) {
+                var s = series.find(function (x) { return x.script === script && x.percentile === q; });
+                return s ? s.values[0] : null;
+              }),
+              backgroundColor: i === 0 ? "#2456c7" : "#9aa5b8",
+            };
+          }),
+        },
+        options: {
+          scales: { x: { ticks: { autoSkip: true, maxTicksLimit: MAX_TICKS } }, y: { beginAtZero: true, title: { display: true, text: "seconds" } } },
+          plugins: {
+            title: { display: true, text: data.days[0] || "" },
+            subtitle: { display: hidden > 0, text: subtitle },
+            tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + seconds(c.parsed.y); } } },
+          },
+        },
+      };
+    }
+    var datasets = series.map(function (s) {
+      return {
+        label: s.script,
+        percentile: s.percentile,
         data: s.values,
-        borderColor: color,
-        backgroundColor: color,
+        borderColor: color[s.script],
+        backgroundColor: color[s.script],
         borderDash: s.percentile === "p95" ? [6, 4] : [],
+        pointRadius: data.days.length > 31 ? 0 : 3,
         spanGaps: true,
         tension: 0.2,
       };
@@ -26,8 +74,12 @@
       type: "line",
       data: { labels: data.days, datasets: datasets },
       options: {
-        scales: { y: { beginAtZero: true, title: { display: true, text: "seconds" } } },
-        plugins: { tooltip: { callbacks: { label: function (c) { return c.dataset.label + ": " + seconds(c.parsed.y); } } } },
+        scales: { x: DAY_AXIS, y: { beginAtZero: true, title: { display: true, text: "seconds" } } },
+        plugins: {
+          subtitle: { display: true, text: subtitle },
+          legend: { labels: { filter: function (item, chart) { return chart.datasets[item.datasetIndex].percentile === "p50"; } } },
+          tooltip: { callbacks: { label: function (c) { return c.dataset.label + " " + c.dataset.percentile + ": " + seconds(c.parsed.y); } } },
+        },
       },
     };
   }
@@ -43,7 +95,7 @@
         }),
       },
       options: {
-        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, title: { display: true, text: "mean seconds" } } },
+        scales: { x: Object.assign({ stacked: true }, DAY_AXIS), y: { stacked: true, beginAtZero: true, title: { display: true, text: "mean seconds" } } },
       },
     };
   }
@@ -66,7 +118,7 @@
       data: { labels: data.days, datasets: datasets },
       options: {
         scales: {
-          x: { stacked: true },
+          x: Object.assign({ stacked: true }, DAY_AXIS),
           y: { stacked: true, beginAtZero: true, title: { display: true, text: "jobs" } },
           rate: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false }, title: { display: true, text: "failure rate %" } },
         },
