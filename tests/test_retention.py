@@ -245,12 +245,21 @@ def _rollup_key(values: tuple) -> tuple:
 
 
 def jobs_per_rollup() -> Counter:
-    """Jobs per analytics group, counting rows and rollups together: a purge moves jobs from one to the other."""
-    counted = Counter(_rollup_key(values) for values in Job.objects.values_list(*ROLLUP_COLUMNS))
+    """Jobs per analytics group in the rollups: finished jobs are rolled up as they end (the live part) and a
+    purge moves them to the purged part, so each job counts once before, during and after a purge. The live
+    part must say what the remaining finished rows say."""
+    live, counted = Counter(), Counter()
     for row in JobRollup.objects.values_list(
-        "hour", "owner_id", "team_id", "connection_id", "script_name", "kind", "state", "jobs"
+        "hour", "owner_id", "team_id", "connection_id", "script_name", "kind", "state", "jobs", "purged"
     ):
-        counted[(row[0].astimezone(UTC), *row[1:7])] += row[7]
+        key = (row[0].astimezone(UTC), *row[1:7])
+        counted[key] += row[7]
+        if not row[8]:
+            live[key] += row[7]
+    rows = Counter(
+        _rollup_key(values) for values in Job.objects.filter(state__in=TERMINAL_STATES).values_list(*ROLLUP_COLUMNS)
+    )
+    assert +live == +rows, "the live rollups disagree with the finished job rows"
     return counted
 
 
