@@ -19,7 +19,7 @@ from accounts.models import Team
 from metrics import recorder
 from omlpy_dashboard.fastsql import insert_one
 
-from . import access
+from . import access, hooks
 from .audit import audit_record
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
 from .specs import JobSpec, parse_job_request, spec_as_request
@@ -106,8 +106,11 @@ def job_transition(
                 detail=detail or {},
             )
         )
+        moved_job = dict(zip(_MOVED_COLUMNS, row, strict=True))
         if to_state in TERMINAL_STATES:
-            _job_finished(job_id, to_state, dict(zip(_MOVED_COLUMNS, row, strict=True)), now)
+            _job_finished(job_id, to_state, moved_job, now)
+        # In this transaction: the notifications outbox (a row written here commits with the move, or not at all).
+        hooks.transition_hooks_run(job_id=job_id, job=moved_job, from_state=current, to_state=to_state, at=now)
     recorder.inc("omlpy_job_transitions_total", to_state=to_state)
     # The job's public uuid, which operators search by, whichever code path moved it.
     logger.info("job %s: %s -> %s (%s)", job_id, current, to_state, reason, extra={"job": str(job_uuid)})
@@ -126,6 +129,7 @@ _MOVED_COLUMNS = (
     "script_owner",
     "oml_accepted_at",
     "oml_finished_at",
+    "owner_id",
 )
 
 
