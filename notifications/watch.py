@@ -56,7 +56,8 @@ def expected_p95(job: Job) -> float | None:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{max(seconds / 60, 0.1):.1f}".rstrip("0").rstrip(".") + " min"
+    """A duration as people say it: seconds under two minutes, whole minutes above."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _lead_rule_ok(rule: NotificationRule, leads: set[tuple[int, int]]) -> bool:
@@ -72,13 +73,18 @@ def _slow_and_stuck(rules: list[NotificationRule], now: datetime) -> None:
         .filter(Q(owner_id__in=owners) | Q(team_id__in=teams))
         .select_related("owner", "connection")
     )
-    # How long each failing job has failed: the first pass that saw it failing, kept in the shared cache.
+    # How long each failing job has failed: the first pass that saw it failing, kept in the shared cache (by uuid:
+    # ids may be reused by a new database). A job answered again starts afresh.
     failing = {job.pk for job in jobs if job.last_error}
-    since = cache.get_many([STUCK_SINCE.format(pk) for pk in failing]) if failing else {}
-    fresh = {STUCK_SINCE.format(pk): now.timestamp() for pk in failing if STUCK_SINCE.format(pk) not in since}
+    keys = {job.pk: STUCK_SINCE.format(job.uuid) for job in jobs}
+    since = cache.get_many([keys[pk] for pk in failing]) if failing else {}
+    fresh = {keys[pk]: now.timestamp() for pk in failing if keys[pk] not in since}
     if fresh:
         cache.set_many(fresh, timeout=7 * 24 * 3600)
     since.update(fresh)
+    answered = [keys[job.pk] for job in jobs if not job.last_error]
+    if answered:
+        cache.delete_many(answered)
     for rule in rules:
         if not _lead_rule_ok(rule, leads):
             continue
@@ -93,7 +99,7 @@ def _slow_and_stuck(rules: list[NotificationRule], now: datetime) -> None:
             if rule.wants(Event.SLOW):
                 _maybe_slow(rule, job, age, now)
             if rule.wants(Event.STUCK) and job.pk in failing:
-                failing_for = now.timestamp() - float(since[STUCK_SINCE.format(job.pk)])
+                failing_for = now.timestamp() - float(since[keys[job.pk]])
                 if failing_for >= rule.stuck_minutes * 60:
                     _notify_job(
                         rule,

@@ -505,6 +505,9 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="omlpy@localhost")
+if NOTIFY_LEASE_SECONDS <= 2 * NOTIFY_TIMEOUT_SECONDS:
+    # An attempt (connect, then read) must end before its lease does, or a second worker could send it as well.
+    raise ImproperlyConfigured("NOTIFY_LEASE_SECONDS must be more than twice NOTIFY_TIMEOUT_SECONDS.")
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL exclude each other: pick one.")
 

@@ -157,14 +157,16 @@ def test_a_receiver_that_redirects_is_not_followed(analyst, receiver, quick_retr
 
 
 def test_a_slack_format_rule_posts_a_slack_compatible_body(analyst, receiver, quick_retries):
-    rule, secret = make_rule(analyst, channel="webhook", target=receiver.url, format="slack")
+    _rule, secret = make_rule(analyst, channel="webhook", target=receiver.url, format="slack")
     receiver.secret = secret
     job = run_job(analyst, script="nightly")
     notification_deliver(notification_id=Notification.objects.get().pk)
     [got] = receiver.received
     assert set(got.body) == {"text"}
-    assert "nightly" in got.body["text"] and str(job.uuid) in got.body["text"]
-    assert got.signature_ok and got.key
+    assert "nightly" in got.body["text"]
+    assert str(job.uuid) in got.body["text"]
+    assert got.signature_ok
+    assert got.key
 
 
 def test_an_email_reaches_a_real_smtp_server_in_text_and_html_with_the_key_as_message_id(analyst, smtp_backend):
@@ -188,7 +190,8 @@ def test_an_email_reaches_a_real_smtp_server_in_text_and_html_with_the_key_as_me
         assert str(job.uuid) in body
         assert "division by zero" in body
         assert f"/jobs/{job.uuid}/" in body
-    assert "analyst" in text and "failed" in text
+    assert "analyst" in text
+    assert "failed" in text
 
 
 def test_an_unreachable_mail_server_is_recorded_and_retried(analyst, smtp_backend, quick_retries):
@@ -199,7 +202,8 @@ def test_an_unreachable_mail_server_is_recorded_and_retried(analyst, smtp_backen
     notification = Notification.objects.get()
     assert notification_deliver(notification_id=notification.pk) == "retry"
     notification.refresh_from_db()
-    assert notification.state == S.PENDING and "mail server" in notification.last_error
+    assert notification.state == S.PENDING
+    assert "mail server" in notification.last_error
 
 
 def test_a_rule_that_fires_too_often_switches_to_one_digest_per_window(analyst, receiver, settings, quick_retries):

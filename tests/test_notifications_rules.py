@@ -92,15 +92,20 @@ def test_the_api_creates_a_webhook_rule_returning_its_secret_once_and_never_the_
     data = created.json()
     assert len(data["secret"]) >= 32
     assert data["target_hint"] == "https://hooks.example.com/..."
-    assert data["scope"] == "mine" and data["factor"] == 1.5
+    assert data["scope"] == "mine"
+    assert data["factor"] == 1.5
     rule = NotificationRule.objects.get(pk=data["id"])
-    assert rule.secret == data["secret"] and rule.target == body["target"]
-    assert "secret-path" not in rule.target_encrypted and data["secret"] not in rule.secret_encrypted
+    assert rule.secret == data["secret"]
+    assert rule.target == body["target"]
+    assert "secret-path" not in rule.target_encrypted
+    assert data["secret"] not in rule.secret_encrypted
     read = api(client, world["ana"], "get", f"{API}/{rule.pk}").json()
-    assert "secret" not in read and "secret-path" not in str(read)
+    assert "secret" not in read
+    assert "secret-path" not in str(read)
     assert [item["id"] for item in api(client, world["ana"], "get").json()] == [rule.pk]
     entry = AuditEntry.objects.get(action="rule_create")
-    assert entry.target_id == str(rule.pk) and "secret-path" not in str(entry.details)
+    assert entry.target_id == str(rule.pk)
+    assert "secret-path" not in str(entry.details)
 
 
 def test_the_api_replaces_and_deletes_rules_and_every_change_is_audited(client, world):
@@ -113,7 +118,8 @@ def test_the_api_replaces_and_deletes_rules_and_every_change_is_audited(client, 
         {"events": ["succeeded"], "channel": "email", "target": "me@example.com", "enabled": False},
     )
     assert changed.status_code == 200, changed.content
-    assert changed.json()["events"] == ["succeeded"] and changed.json()["enabled"] is False
+    assert changed.json()["events"] == ["succeeded"]
+    assert changed.json()["enabled"] is False
     assert api(client, world["bob"], "delete", f"{API}/{rule_id}").status_code == 404
     assert api(client, world["ana"], "delete", f"{API}/{rule_id}").status_code == 204
     assert not NotificationRule.objects.exists()
@@ -150,7 +156,8 @@ def test_analysts_cannot_make_team_rules_nor_leads_for_another_team_and_auditors
     assert api(client, world["ana"], "post", body=team_rule).status_code == 403
     assert api(client, world["lead"], "post", body={**team_rule, "team": world["other"].pk}).status_code == 403
     made = api(client, world["lead"], "post", body=team_rule)
-    assert made.status_code == 201 and made.json()["team"] == world["risk"].pk
+    assert made.status_code == 201
+    assert made.json()["team"] == world["risk"].pk
     rule_id = made.json()["id"]
     # The auditor sees the team's rule and its deliveries, and changes nothing.
     assert api(client, world["auditor"], "post", body={"events": ["failed"], "channel": "inapp"}).status_code == 403
@@ -177,7 +184,7 @@ def test_a_rule_about_a_connection_the_user_cannot_see_answers_404(client, world
 
 @pytest.mark.parametrize(
     "host",
-    ["127.0.0.1", "localhost", "10.1.2.3", "192.168.0.10", "172.16.5.4", "169.254.169.254", "0.0.0.0", "100.64.0.1"],
+    ["127.0.0.1", "localhost", "10.1.2.3", "192.168.0.10", "172.16.5.4", "169.254.169.254", "0.0.0.0", "100.64.0.1"],  # noqa: S104
 )
 def test_webhook_targets_inside_the_network_are_refused_at_save(client, world, settings, host):
     settings.NOTIFY_ALLOW_PRIVATE_TARGETS = False
@@ -238,12 +245,16 @@ def test_the_rule_pages_create_edit_show_deliveries_and_delete(client, world):
     }
     created = client.post("/account/notification-rules/new/", form)
     rule = NotificationRule.objects.get()
-    assert created.status_code == 302 and created["Location"].endswith(f"/{rule.pk}/")
+    assert created.status_code == 302
+    assert created["Location"].endswith(f"/{rule.pk}/")
     run_job(world["ana"])
     page = client.get(f"/account/notification-rules/{rule.pk}/").content.decode()
-    assert "Nightly failures" in page and "Delivered" in page and "Failed" in page
+    assert "Nightly failures" in page
+    assert "Delivered" in page
+    assert "Failed" in page
     bad = client.post(f"/account/notification-rules/{rule.pk}/edit/", {**form, "channel": "email", "target": "x"})
-    assert bad.status_code == 200 and "Enter one email address" in bad.content.decode()
+    assert bad.status_code == 200
+    assert "Enter one email address" in bad.content.decode()
     rule.refresh_from_db()
     assert rule.channel == "inapp"
     assert client.post(f"/account/notification-rules/{rule.pk}/delete/").status_code == 302
@@ -255,7 +266,8 @@ def test_the_job_page_lists_the_jobs_deliveries(client, world):
     job = run_job(world["ana"])
     client.force_login(world["ana"])
     page = client.get(f"/jobs/{job.uuid}/").content.decode()
-    assert 'id="job-notifications"' in page and "In the app" in page
+    assert 'id="job-notifications"' in page
+    assert "In the app" in page
 
 
 def test_a_lead_pins_their_teams_jobs_and_sees_only_their_teams_storage(client, world):
@@ -271,6 +283,7 @@ def test_a_lead_pins_their_teams_jobs_and_sees_only_their_teams_storage(client, 
     page = client.get("/storage/")
     assert page.status_code == 200
     text = page.content.decode()
-    assert "Risk" in text and "Other" not in text
+    assert "Risk" in text
+    assert "Other" not in text
     client.force_login(world["ana"])
     assert client.get("/storage/").status_code == 403

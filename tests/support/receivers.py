@@ -124,7 +124,7 @@ class MailReceiver:
         receiver = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+            async def handle_DATA(self, server, session, envelope):
                 receiver.messages.append(message_from_bytes(envelope.content, policy=policy.default))
                 return "250 OK"
 
