@@ -7,6 +7,11 @@ slot), waits for every job to end, and prints figures; the last line is one JSON
     python bench/track.py                          # 1,000 jobs of 5-60 s on SQLite + filesystem broker
     python bench/track.py --db postgres --jobs 10000 --min 60 --max 600
     python bench/track.py --strategy --db postgres  # fixed 2 s vs backoff vs learned, side by side
+    python bench/track.py --rules 3                  # the same with 3 notification rules for the job owner
+
+With `--rules N` the owner has N notification rules (a webhook to a receiver in this process for succeeded and
+failed, in-app for slow and stuck, email for failed and timed_out, repeated in that order), so that the figures
+show what notifications cost: compare `worker_cpu_ms_per_job` with and without.
 
 Lag is the time from the engine finishing a job (its due time) to the dashboard recording `succeeded`.
 Polls are the status requests the dashboard sent for a job (they equal the engine's count).
@@ -68,6 +73,8 @@ def configure(args) -> dict:
         "JOBS_SWEEP_INTERVAL": str(args.sweep_interval),
         "JOBS_POLL_CAP": str(args.cap),
         "CELERY_QUEUE": f"track-{os.getpid()}",
+        # --rules: the webhook receiver listens on loopback in this process.
+        "NOTIFY_ALLOW_PRIVATE_TARGETS": "true",
         "CACHE_KEY_PREFIX": f"track-{os.getpid()}",
         "DJANGO_SETTINGS_MODULE": "omlpy_dashboard.settings",
     }
@@ -239,6 +246,22 @@ def seed_history(connection, user, owners: list[str], rng: random.Random) -> Non
     )
 
 
+def make_rules(user, count: int):
+    """`count` notification rules of `user`, cycling through three kinds; returns the webhook receiver."""
+    from notifications.services import RuleInput, rule_create
+    from tests.support.receivers import WebhookReceiver
+
+    receiver = WebhookReceiver().start()
+    kinds = [
+        {"channel": "webhook", "target": receiver.url, "events": ["succeeded", "failed"]},
+        {"channel": "inapp", "events": ["slow", "stuck"]},
+        {"channel": "email", "target": "ops@example.com", "events": ["failed", "timed_out"]},
+    ]
+    for index in range(count):
+        rule_create(user=user, data=RuleInput(**kinds[index % len(kinds)]))
+    return receiver
+
+
 def summarise(jobs, engine_finish: dict) -> dict:
     lags = []
     polls = []
@@ -279,6 +302,7 @@ def main() -> None:
     parser.add_argument("--submit-threads", type=int, default=4, help="threads creating the jobs")
     parser.add_argument("--settle", type=float, default=120.0, help="seconds allowed after the last due time")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rules", type=int, default=0, help="notification rules of the jobs' owner")
     args = parser.parse_args()
 
     # Stopped from outside, still stop everything this script started.
@@ -290,6 +314,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import close_old_connections
+    from django.db.models import Count
 
     from accounts.models import Membership, Team
     from jobs.models import Job
@@ -311,6 +336,7 @@ def main() -> None:
         Membership.objects.create(user=user, team=team, role=Membership.Role.ANALYST)
         stack = Stack(log_dir=Path(env["VAR_DIR"]) / "logs")
         stack.start_web()
+        receiver = make_rules(user, args.rules)
 
         def connection(name: str, strategy: str = "", default: bool = False):
             return connection_save(
@@ -409,7 +435,16 @@ def main() -> None:
             # runs the engine (web and worker), PostgreSQL, Redis, beat and this script.
             "worker_cpu_seconds": round(sum(sampler.worker_cpu.values()), 1),
             "machine_busy_cpu_seconds": round(sampler.machine_busy_seconds(), 1),
+            "worker_cpu_ms_per_job": round(sum(sampler.worker_cpu.values()) * 1000 / max(len(jobs), 1), 2),
+            "notification_rules": args.rules,
         }
+        if args.rules:
+            from notifications.models import Notification
+
+            figures["notifications"] = dict(
+                Notification.objects.values_list("state").annotate(n=Count("id")).order_by()
+            )
+            figures["webhooks_received"] = receiver.hits
         if args.strategy:
             by_strategy = {}
             for strategy in ("fixed", "backoff", "learned"):

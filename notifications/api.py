@@ -52,7 +52,12 @@ _COMMON = {
     "format": {"type": "string", "enum": ["json", "slack"], "default": "json"},
     "enabled": {"type": "boolean", "default": True},
     "channel": {"type": "string", "enum": list(Channel.values)},
-    "target": {"type": "string", "maxLength": TARGET_MAX},
+    "target": {
+        "type": "string",
+        "maxLength": TARGET_MAX,
+        "description": "email: an address; webhook: an http(s) URL; apprise: an Apprise URL of an allowed service; "
+        "inapp: none. Surrounding blanks are ignored.",
+    },
 }
 
 
@@ -159,6 +164,8 @@ def _input(request) -> services.RuleInput:
         value = body.get(name, default)
         if value is None and default is None:
             return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON has one number type: 7.0 is the integer 7
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             errors[name] = [f"A whole number from {low} to {high}."]
             return default

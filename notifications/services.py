@@ -106,6 +106,8 @@ def _clean(user, data: RuleInput) -> tuple[dict[str, Any], Team | None, Connecti
 
 
 def _apply(rule: NotificationRule, user, data: RuleInput) -> str:
+    # Surrounding blanks are no part of an address (a pattern's `$` also lets a final newline through).
+    data.target = data.target.strip()
     cleaned, team, connection = _clean(user, data)
     if data.channel in (Channel.WEBHOOK, Channel.APPRISE):
         try:
