@@ -34,8 +34,9 @@ def retry_delay(attempts: int) -> float:
 def _claim(notification_id: int) -> Notification | None:
     now = timezone.now()
     with transaction.atomic():
+        # Only the notification's row is locked: its rule's other notifications are delivered meanwhile.
         row = (
-            Notification.objects.select_for_update(skip_locked=True)
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=notification_id, state=S.PENDING, next_attempt_at__lte=now)
             .select_related("rule")
             .first()

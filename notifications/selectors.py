@@ -1,9 +1,13 @@
-"""The reads pages and the API share: the rules a user sees, deliveries of a rule or a job, the bell's count."""
+"""The reads pages and the API share: the rules a user sees, deliveries of a rule or a job, the bell's count.
+
+Rules are seen by their owner, the team's leads (team rules) and auditors (team rules and the members' own),
+and admins; changed only as notifications.services.may_change_rule says."""
 
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
+from accounts.models import Membership
 from jobs import access
 from jobs.models import Job
 
@@ -20,8 +24,15 @@ def visible_rules(user) -> QuerySet[NotificationRule]:
     rules = NotificationRule.objects.select_related("owner", "team", "connection")
     if access.is_admin(user):
         return rules
-    teams = {role.team_id for role in access.memberships(user) if role.role in ("lead", "auditor")}
-    return rules.filter(Q(owner=user) | Q(scope="team", team_id__in=sorted(teams)))
+    roles = access.memberships(user)
+    teams = sorted({role.team_id for role in roles if role.role in ("lead", "auditor")})
+    audited = sorted({role.team_id for role in roles if role.role == "auditor"})
+    condition = Q(owner=user) | Q(scope="team", team_id__in=teams)
+    if audited:
+        # Auditors review the team's history: its members' own rules and their deliveries too.
+        members = Membership.objects.filter(team_id__in=audited).values("user_id")
+        condition |= Q(scope="mine", owner_id__in=members)
+    return rules.filter(condition)
 
 
 def rule_for_user(user, rule_id) -> NotificationRule:
