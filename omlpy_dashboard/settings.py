@@ -378,16 +378,20 @@ CELERY_TASK_ALWAYS_EAGER = False
 # One queue name per deployment; test runs pick their own so that they never share a broker's queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="omlpy")
 # The poll sweep, the janitor and re-fetches have a queue of their own, so that a backlog of submissions
-# never delays jobs already in flight. Every worker consumes both.
+# never delays jobs already in flight; notification deliveries have a third. Every worker consumes all three.
 CELERY_TASK_QUEUES = [
     Queue(CELERY_TASK_DEFAULT_QUEUE),
     Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"),
+    Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.notify"),
 ]
 CELERY_TASK_ROUTES = {
     "jobs.tasks.poll_sweep": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
     "jobs.tasks.janitor": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
     # A re-fetch finishes a job OML has already finished: it must not wait behind new submissions.
     "jobs.tasks.fetch_result": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
+    # Deliveries neither wait behind a backlog of submissions nor delay the sweep's queue.
+    "notifications.tasks.deliver_notification": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.notify"},
+    "notifications.tasks.deliver_due": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.notify"},
 }
 
 # --- Job lifecycle ------------------------------------------------------------------------------
