@@ -248,10 +248,10 @@ def seed_history(connection, user, owners: list[str], rng: random.Random) -> Non
 
 def make_rules(user, count: int):
     """`count` notification rules of `user`, cycling through three kinds; returns the webhook receiver."""
+    from django.contrib.auth import get_user_model
+
     from notifications.services import RuleInput, rule_create
     from tests.support.receivers import WebhookReceiver
-
-    from django.contrib.auth import get_user_model
 
     # A copy of its own: the rules' access checks keep what they read of the user on the object.
     user = get_user_model().objects.get(pk=user.pk)
