@@ -24,6 +24,8 @@ class Team(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         ANALYST = "analyst", "Analyst"
+        # An analyst who also manages the team's notification rules (and sees its storage, pins its jobs).
+        LEAD = "lead", "Team lead"
         AUDITOR = "auditor", "Auditor"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
@@ -33,7 +35,7 @@ class Membership(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "team"], name="membership_unique"),
-            models.CheckConstraint(condition=Q(role__in=["analyst", "auditor"]), name="membership_role_valid"),
+            models.CheckConstraint(condition=Q(role__in=["analyst", "lead", "auditor"]), name="membership_role_valid"),
         ]
 
     def __str__(self) -> str:

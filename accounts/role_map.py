@@ -6,7 +6,7 @@ The format is a comma-separated list of `GROUP=TEAM:ROLE` entries:
 
 - GROUP is a value of the user's group claim (OIDC_TEAM_CLAIM), compared exactly (case and all). It may
   contain `=` (the entry is split at its last `=`) but not `,`.
-- TEAM is a team's name (created at the first sign-in that needs it); ROLE is `analyst` or `auditor`.
+- TEAM is a team's name (created at the first sign-in that needs it); ROLE is `analyst`, `lead` or `auditor`.
 - `*:admin` makes the group's members administrators (staff and superuser). `*` takes no other role, and
   `admin` no team.
 - A group may appear in several entries (one per team). When a user's groups grant two roles in one team,
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 ALL_TEAMS = "*"
 ADMIN = "admin"
-TEAM_ROLES = ("analyst", "auditor")
+TEAM_ROLES = ("analyst", "lead", "auditor")
 TEAM_NAME_MAX = 100  # accounts.models.Team.name
 
 
@@ -68,7 +68,7 @@ def parse_role_map(text: str) -> tuple[RoleMapEntry, ...]:
         if team == ALL_TEAMS and role != ADMIN:
             raise RoleMapError(f"{where}: team * takes only the admin role")
         if role not in (*TEAM_ROLES, ADMIN):
-            raise RoleMapError(f"{where}: the role must be analyst, auditor or admin, not {role!r}")
+            raise RoleMapError(f"{where}: the role must be analyst, lead, auditor or admin, not {role!r}")
         if len(team) > TEAM_NAME_MAX:
             raise RoleMapError(f"{where}: a team name has at most {TEAM_NAME_MAX} characters")
         earlier = seen.get((group, team))

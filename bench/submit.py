@@ -12,6 +12,10 @@
 The last line printed is one JSON object with every figure.
 
     .venv/bin/python bench/submit.py [--postgres] [--clients 16] [--seconds 20] [--workers 3] [--threads 4]
+        [--rules 3]
+
+`--rules N` gives the analyst N notification rules first (in-app, email and webhook, about failures, successes,
+slow and stuck jobs), so that `cpu_ms_per_submission` with and without them shows what rules cost a submission.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ TARGET_PER_SECOND = 200
 REDIS_DB = 7
 
 
-def prepare() -> str:
-    """Schema, an analyst in a team, the default connection; returns the analyst's API token."""
+def prepare(rules: int = 0) -> str:
+    """Schema, an analyst in a team with `rules` notification rules, the default connection; returns the
+    analyst's API token."""
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
@@ -65,6 +70,15 @@ def prepare() -> str:
         is_default=True,
         teams=Team.objects.all(),
     )
+    from notifications.services import RuleInput, rule_create
+
+    kinds = [
+        {"channel": "inapp", "events": ["succeeded", "failed"]},
+        {"channel": "email", "target": "ops@example.com", "events": ["failed", "timed_out"]},
+        {"channel": "inapp", "events": ["slow", "stuck"]},
+    ]
+    for index in range(rules):
+        rule_create(user=user, data=RuleInput(**kinds[index % len(kinds)]))
     _, raw = token_create(user=user, name="bench")
     return raw
 
@@ -182,6 +196,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--rules", type=int, default=0, help="notification rules of the analyst")
     args = parser.parse_args()
 
     backend = "postgres+redis" if args.postgres else "sqlite+filesystem"
@@ -209,7 +224,7 @@ def main() -> None:
         clients = None
         try:
             setup_django(env)
-            token = prepare()
+            token = prepare(args.rules)
             server = WebServer(env, scratch, workers=args.workers, threads=args.threads).start()
             clients = Clients(f"{server.base_url}/api/v1/jobs", token, args.clients)
             clients.start()
@@ -234,6 +249,7 @@ def main() -> None:
                     f"threads, {args.warmup:g} s warm-up, {measured:.1f} s measured; no Celery worker running "
                     "(submit messages wait in the broker)",
                     "clients": args.clients,
+                    "notification_rules": args.rules,
                     "submissions_per_second": round(created / measured, 1),
                     "answers": statuses,
                     "errors": sum(n for status, n in statuses.items() if status != "201"),

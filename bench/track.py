@@ -7,6 +7,11 @@ slot), waits for every job to end, and prints figures; the last line is one JSON
     python bench/track.py                          # 1,000 jobs of 5-60 s on SQLite + filesystem broker
     python bench/track.py --db postgres --jobs 10000 --min 60 --max 600
     python bench/track.py --strategy --db postgres  # fixed 2 s vs backoff vs learned, side by side
+    python bench/track.py --rules 3                  # the same with 3 notification rules for the job owner
+
+With `--rules N` the owner has N notification rules (a webhook to a receiver in this process for succeeded and
+failed, in-app for slow and stuck, email for failed and timed_out, repeated in that order), so that the figures
+show what notifications cost: compare `worker_cpu_ms_per_job` with and without.
 
 --strategy also prints each recurring script's figures and the spread of the headline figures over
 bootstrap resamples of the runs (the 5th and 95th percentiles of the poll ratio and of each p95 lag).
@@ -77,6 +82,8 @@ def configure(args) -> dict:
         "JOBS_SWEEP_INTERVAL": str(args.sweep_interval),
         "JOBS_POLL_CAP": str(args.cap),
         "CELERY_QUEUE": f"track-{os.getpid()}",
+        # --rules: the webhook receiver listens on loopback in this process.
+        "NOTIFY_ALLOW_PRIVATE_TARGETS": "true",
         "CACHE_KEY_PREFIX": f"track-{os.getpid()}",
         "DJANGO_SETTINGS_MODULE": "omlpy_dashboard.settings",
     }
@@ -360,6 +367,26 @@ def growth_report(before: dict[str, int], after: dict[str, int], jobs: list) -> 
     }
 
 
+def make_rules(user, count: int):
+    """`count` notification rules of `user`, cycling through three kinds; returns the webhook receiver."""
+    from django.contrib.auth import get_user_model
+
+    from notifications.services import RuleInput, rule_create
+    from tests.support.receivers import WebhookReceiver
+
+    # A copy of its own: the rules' access checks keep what they read of the user on the object.
+    user = get_user_model().objects.get(pk=user.pk)
+    receiver = WebhookReceiver().start()
+    kinds = [
+        {"channel": "webhook", "target": receiver.url, "events": ["succeeded", "failed"]},
+        {"channel": "inapp", "events": ["slow", "stuck"]},
+        {"channel": "email", "target": "ops@example.com", "events": ["failed", "timed_out"]},
+    ]
+    for index in range(count):
+        rule_create(user=user, data=RuleInput(**kinds[index % len(kinds)]))
+    return receiver
+
+
 def summarise(jobs, engine_finish: dict) -> dict:
     lags = []
     polls = []
@@ -467,6 +494,7 @@ def main() -> None:
     parser.add_argument("--pg-database", default="", help="--db postgres: the database to create and drop")
     parser.add_argument("--broker-db", type=int, default=11, help="--db postgres: Redis DB of the broker")
     parser.add_argument("--cache-db", type=int, default=12, help="--db postgres: Redis DB of the cache")
+    parser.add_argument("--rules", type=int, default=0, help="notification rules of the jobs' owner")
     args = parser.parse_args()
 
     # Stopped from outside, still stop everything this script started.
@@ -478,6 +506,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import close_old_connections
+    from django.db.models import Count
 
     from accounts.models import Membership, Team
     from jobs.models import Job
@@ -499,6 +528,7 @@ def main() -> None:
         Membership.objects.create(user=user, team=team, role=Membership.Role.ANALYST)
         stack = Stack(log_dir=Path(env["VAR_DIR"]) / "logs")
         stack.start_web()
+        receiver = make_rules(user, args.rules)
 
         def connection(name: str, strategy: str = "", default: bool = False):
             return connection_save(
@@ -605,7 +635,19 @@ def main() -> None:
             # runs the engine (web and worker), PostgreSQL, Redis, beat and this script.
             "worker_cpu_seconds": round(sum(sampler.worker_cpu.values()), 1),
             "machine_busy_cpu_seconds": round(sampler.machine_busy_seconds(), 1),
+            "worker_cpu_ms_per_job": round(sum(sampler.worker_cpu.values()) * 1000 / max(len(jobs), 1), 2),
+            "notification_rules": args.rules,
         }
+        if args.rules:
+            from notifications.models import Notification
+
+            figures["notifications"] = dict(
+                Notification.objects.values_list("state").annotate(n=Count("id")).order_by()
+            )
+            figures["webhooks_received"] = receiver.hits
+            figures["notification_errors"] = dict(
+                Notification.objects.exclude(last_error="").values_list("last_error").annotate(n=Count("id")).order_by()
+            )
         if args.strategy:
             by_strategy = {}
             for strategy in ("fixed", "backoff", "learned"):

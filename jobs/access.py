@@ -4,8 +4,9 @@
 - Auditors see every job of the teams they audit, read-only.
 - Analysts see their own jobs, and their teammates' jobs when the team shares its history (read-only).
 - Only a job's owner may cancel or re-run it; auditors never submit, cancel or re-run anything.
-- Owners, auditors of the job's team and admins may pin a job (a hold retention respects): pinning is the one
-  write an auditor may make.
+- Owners, leads and auditors of the job's team and admins may pin a job (a hold retention respects): pinning is
+  the one write an auditor may make.
+- A team lead is an analyst of the team who also manages its notification rules and sees its storage.
 - A user in no team sees only their own jobs.
 - The audit trail's readers are decided in audit.access.
 - Connections are granted to teams: a user sees and lists the scripts of the connections granted to any of
@@ -27,6 +28,9 @@ from django.http import Http404
 from accounts.models import Membership, Team
 
 from .models import Connection, Job
+
+# The roles that submit jobs: a lead is an analyst who also manages the team's notification rules.
+SUBMITTING_ROLES = frozenset({Membership.Role.ANALYST, Membership.Role.LEAD})
 
 
 def is_admin(user) -> bool:
@@ -96,7 +100,7 @@ def home_team_id(user, connection_id: int | None = None) -> int | None:
     roles = memberships(user)
     if connection_id is not None:
         for role in roles:
-            if role.role == Membership.Role.ANALYST and connection_id in role.connection_ids:
+            if role.role in SUBMITTING_ROLES and connection_id in role.connection_ids:
                 return role.team_id
     return roles[0].team_id if roles else None
 
@@ -112,7 +116,7 @@ def can_submit(user) -> bool:
     if is_admin(user):
         return True
     roles = {role.role for role in memberships(user)}
-    return Membership.Role.AUDITOR not in roles or Membership.Role.ANALYST in roles
+    return Membership.Role.AUDITOR not in roles or bool(roles & SUBMITTING_ROLES)
 
 
 # --- Connections ----------------------------------------------------------------------------------
@@ -139,9 +143,7 @@ def usable_connection_ids(user) -> frozenset[int] | None:
         return None
     if not can_submit(user):
         return frozenset()
-    return frozenset().union(
-        *(role.connection_ids for role in memberships(user) if role.role == Membership.Role.ANALYST)
-    )
+    return frozenset().union(*(role.connection_ids for role in memberships(user) if role.role in SUBMITTING_ROLES))
 
 
 def _connections(ids: frozenset[int] | None) -> QuerySet[Connection]:
@@ -223,7 +225,7 @@ def visibility_filter(user) -> Q | None:
         {
             role.team_id
             for role in memberships(user)
-            if role.role == Membership.Role.AUDITOR or (role.role == Membership.Role.ANALYST and role.shares_history)
+            if role.role == Membership.Role.AUDITOR or (role.role in SUBMITTING_ROLES and role.shares_history)
         }
     )
     return Q(owner=user) | Q(team_id__in=teams) if teams else Q(owner=user)
@@ -256,18 +258,29 @@ def can_modify(user, job: Job) -> bool:
 
 
 def can_pin(user, job: Job) -> bool:
-    """Pin and unpin (a hold that retention respects): the job's owner, the auditors of its team (a legal hold:
-    the one write an auditor may make), and admins. Team leads join them once the lead role exists."""
+    """Pin and unpin (a hold that retention respects): the job's owner, the leads and auditors of its team (a
+    legal hold: the one write an auditor may make), and admins."""
     if is_admin(user):
         return True
     if job.owner_id == user.pk:
         return True
+    holders = {Membership.Role.AUDITOR, Membership.Role.LEAD}
     return job.team_id is not None and any(
-        role.role == Membership.Role.AUDITOR and role.team_id == job.team_id for role in memberships(user)
+        role.role in holders and role.team_id == job.team_id for role in memberships(user)
     )
 
 
+def lead_team_ids(user) -> frozenset[int]:
+    """The teams `user` leads."""
+    return frozenset(role.team_id for role in memberships(user) if role.role == Membership.Role.LEAD)
+
+
 def can_view_storage(user) -> bool:
-    """The storage page (stored bytes and jobs per team and connection, the next purge): admins. Team leads
-    are to see their own teams' there once the lead role exists; this is the one place that decides."""
-    return is_admin(user)
+    """The storage page (stored bytes and jobs per team and connection, the next purge): admins, and team leads
+    for their own teams (storage_team_ids); this is the one place that decides."""
+    return is_admin(user) or bool(lead_team_ids(user))
+
+
+def storage_team_ids(user) -> frozenset[int] | None:
+    """The teams whose storage `user` sees: None means every team (admins)."""
+    return None if is_admin(user) else lead_team_ids(user)

@@ -37,7 +37,7 @@ def _pin_reason(body: dict[str, Any]) -> str:
 def _pinnable(request, job_id: UUID) -> Job:
     job = access.job_for_user(request.user, job_id)
     if not access.can_pin(request.user, job):
-        raise HttpError(403, "Only the job's owner, its team's auditors and administrators may pin it.")
+        raise HttpError(403, "Only the job's owner, its team's leads and auditors, and administrators may pin it.")
     return job
 
 

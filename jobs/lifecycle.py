@@ -27,7 +27,7 @@ from metrics import recorder
 from omlpy_dashboard.fastsql import model_columns, model_from_row
 from omlpy_dashboard.logs import log_bind, log_context
 
-from . import polling
+from . import hooks, polling
 from .models import Connection, Job, JobTransition
 from .oml.client import OMLClient, client_for
 from .oml.errors import OMLError
@@ -475,6 +475,8 @@ def sweep() -> int:
         drains = [_pool().submit(_drain, items, lock) for _ in range(min(settings.JOBS_SWEEP_THREADS, len(work)))]
         for drain in drains:
             drain.result()
+    # Notifications: slow and stuck jobs, connections down (notifications.watch; throttled there).
+    hooks.sweep_hooks_run()
     return len(work)
 
 
@@ -564,12 +566,14 @@ def poll(job_id: int) -> None:
                 poll_log=log,
             )
         else:
+            # last_error says OML did not answer (notifications' `stuck` and `connection_down` read it).
             job_update_polling(
                 job_id=job.pk,
                 requests=1,
                 next_poll_at=now + _schedule(job, now),
                 last_polled_at=now,
                 poll_log=log,
+                last_error=exc.message[:500],
             )
         return
     now = _now()

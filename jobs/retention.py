@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.models import Team
 from metrics import recorder
 
+from . import hooks
 from .models import Job, JobPin, JobResult, JobResultChunk, RetentionPolicy
 from .rollups import rollups_purge, rollups_rebuild
 from .tally import TallyChange, tally_add
@@ -205,6 +206,7 @@ def purge(*, now: datetime | None = None, max_seconds: float | None = None) -> P
     2. For each group: lock a batch of its unpinned jobs whose result is older than its result days, delete
        their chunks and results, mark the jobs `result_purged_at`, take them from the tally; commit; repeat.
     3. Likewise for job rows older than its job days: delete them (transitions, results and chunks follow).
+    4. Then the purge hooks: rows of other apps with a retention of their own (notifications).
     Stops after `max_seconds` (the next run carries on); logs and counts what it removed.
     """
     now = now or timezone.now()
@@ -217,6 +219,8 @@ def purge(*, now: datetime | None = None, max_seconds: float | None = None) -> P
         if rule.job_days:
             for _ in _batches(_purge_jobs_batch, rule, now, report, deadline):
                 pass
+    # Rows of other apps with a retention of their own (delivered notifications), in bounded batches too.
+    hooks.purge_hooks_run(now=now, deadline=deadline)
     for what, amount in report.as_dict().items():
         recorder.inc("omlpy_purged_total", amount, what=what)
     if report.results or report.jobs:

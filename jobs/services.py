@@ -21,7 +21,7 @@ from audit.services import audit_record
 from metrics import recorder
 from omlpy_dashboard.fastsql import insert_one
 
-from . import access
+from . import access, hooks
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
 from .rollups import rollup_job_finished
 from .specs import JobSpec, parse_job_request, spec_as_request
@@ -115,8 +115,11 @@ def job_transition(
                 detail=detail or {},
             )
         )
+        moved_job = dict(zip(_MOVED_COLUMNS, row, strict=True))
         if to_state in TERMINAL_STATES:
-            _job_finished(job_id, to_state, dict(zip(_MOVED_COLUMNS, row, strict=True)), now)
+            _job_finished(job_id, to_state, moved_job, now)
+        # In this transaction: the notifications outbox (a row written here commits with the move, or not at all).
+        hooks.transition_hooks_run(job_id=job_id, job=moved_job, from_state=current, to_state=to_state, at=now)
     recorder.inc("omlpy_job_transitions_total", to_state=to_state)
     # The job's public uuid, which operators search by, whichever code path moved it.
     logger.info("job %s: %s -> %s (%s)", job_id, current, to_state, reason, extra={"job": str(job_uuid)})
@@ -138,6 +141,7 @@ _MOVED_COLUMNS = (
     "oml_last_running_at",
     "oml_elapsed_seconds",
     "call_signature",
+    "owner_id",
 )
 
 

@@ -45,8 +45,11 @@ class StorageSummary:
 NO_TEAM = "No team"
 
 
-def storage_summary() -> StorageSummary:
-    teams = dict(Team.objects.values_list("pk", "name"))
+def storage_summary(*, team_ids: frozenset[int] | None = None) -> StorageSummary:
+    """Every team's storage, or only that of `team_ids` (a lead's teams: jobs of no team are left out)."""
+    every_team = team_ids is None
+    team_rows = Team.objects.all() if every_team else Team.objects.filter(pk__in=sorted(team_ids))
+    teams = dict(team_rows.values_list("pk", "name"))
     connections = dict(Connection.objects.values_list("pk", "name"))
     rows: dict[tuple[str, str], StorageRow] = {}
 
@@ -56,16 +59,16 @@ def storage_summary() -> StorageSummary:
         return rows.setdefault((team, connection), StorageRow(team, connection))
 
     for tally in tally_rows(set(teams)):
+        if not every_team and tally.team_id not in teams:
+            continue
         entry = row(tally.team_id, tally.connection_id)
         entry.finished_jobs += tally.jobs
         entry.results += tally.results
         entry.result_bytes += tally.result_bytes
-    active = (
-        Job.objects.filter(state__in=sorted(ACTIVE_STATES))
-        .values_list("team_id", "connection_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    active_jobs = Job.objects.filter(state__in=sorted(ACTIVE_STATES))
+    if not every_team:
+        active_jobs = active_jobs.filter(team_id__in=sorted(teams))
+    active = active_jobs.values_list("team_id", "connection_id").annotate(n=Count("id")).order_by()
     for team_id, connection_id, n in active:
         row(team_id, connection_id).active_jobs += n
     ordered = [rows[key] for key in sorted(rows, key=lambda key: (key[0] == NO_TEAM, key))]
@@ -77,6 +80,13 @@ def storage_summary() -> StorageSummary:
         totals.result_bytes += entry.result_bytes
 
     plan = purge_plan()
+    if not every_team:
+        # The totals of the lead's own teams only.
+        own = PurgeReport()
+        for team_id, amounts in plan.per_team.items():
+            if team_id in teams:
+                own.add(team_id, **amounts)
+        plan = own
     empty = {"results": 0, "result_bytes": 0, "jobs": 0}
     policies = {policy.team_id: policy for policy in RetentionPolicy.objects.all()}
     retention = []
@@ -85,6 +95,7 @@ def storage_summary() -> StorageSummary:
         retention.append(
             TeamRetention(name, result_days, job_days, team_id in policies, plan.per_team.get(team_id, empty))
         )
-    default_result, default_job = effective_policy(None)
-    retention.append(TeamRetention(NO_TEAM, default_result, default_job, False, plan.per_team.get(None, empty)))
+    if every_team:
+        default_result, default_job = effective_policy(None)
+        retention.append(TeamRetention(NO_TEAM, default_result, default_job, False, plan.per_team.get(None, empty)))
     return StorageSummary(rows=ordered, totals=totals, teams=retention, next_purge=plan)

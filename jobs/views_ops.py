@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .access import can_pin, can_view_storage, job_for_user
+from .access import can_pin, can_view_storage, job_for_user, storage_team_ids
 from .pins import PinError, job_pin, job_unpin
 from .storage import storage_summary
 
@@ -19,7 +19,7 @@ from .storage import storage_summary
 def pin(request, job_uuid):
     job = job_for_user(request.user, job_uuid)
     if not can_pin(request.user, job):
-        raise PermissionDenied("Only the job's owner, its team's auditors and administrators may pin it.")
+        raise PermissionDenied("Only the job's owner, its team's leads and auditors, and administrators may pin it.")
     try:
         job_pin(job=job, actor=request.user, reason=request.POST.get("reason", ""), request=request)
     except PinError as exc:
@@ -34,7 +34,7 @@ def pin(request, job_uuid):
 def unpin(request, job_uuid):
     job = job_for_user(request.user, job_uuid)
     if not can_pin(request.user, job):
-        raise PermissionDenied("Only the job's owner, its team's auditors and administrators may unpin it.")
+        raise PermissionDenied("Only the job's owner, its team's leads and auditors, and administrators may unpin it.")
     try:
         job_unpin(job=job, actor=request.user, request=request)
     except PinError as exc:
@@ -48,9 +48,9 @@ def unpin(request, job_uuid):
 @require_GET
 def storage(request):
     if not can_view_storage(request.user):
-        raise PermissionDenied("The storage page is for administrators.")
+        raise PermissionDenied("The storage page is for administrators and team leads.")
     context = {
-        "summary": storage_summary(),
+        "summary": storage_summary(team_ids=storage_team_ids(request.user)),
         "purge_interval": settings.RETENTION_PURGE_INTERVAL,
     }
     return render(request, "jobs/storage.html", context)

@@ -76,6 +76,19 @@ METRICS: tuple[Counter | Histogram, ...] = (
     ),
 )
 
+NOTIFICATION_CHANNELS = ("email", "webhook", "inapp", "apprise")
+NOTIFICATION_OUTCOMES = ("delivered", "retry", "failed")
+
+METRICS += (
+    Counter(
+        "omlpy_notifications_total",
+        "Notification delivery attempts, by channel and outcome: delivered, retry (failed, to be tried again), "
+        "failed (given up after NOTIFY_MAX_ATTEMPTS).",
+        ("channel", "outcome"),
+        tuple((channel, outcome) for channel in NOTIFICATION_CHANNELS for outcome in NOTIFICATION_OUTCOMES),
+    ),
+)
+
 BY_NAME: dict[str, Counter | Histogram] = {metric.name: metric for metric in METRICS}
 
 

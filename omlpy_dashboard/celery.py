@@ -42,6 +42,12 @@ def _prepare(sender: Celery, **kwargs) -> None:
             "schedule": timedelta(seconds=settings.AUDIT_CHECKPOINT_INTERVAL),
             "options": {"expires": max(settings.AUDIT_CHECKPOINT_INTERVAL, 1)},
         },
+        # Deliveries due (retries, lost messages) and digests (notifications.delivery).
+        "notifications-deliver-due": {
+            "task": "notifications.tasks.deliver_due",
+            "schedule": timedelta(seconds=settings.NOTIFY_DELIVERY_INTERVAL),
+            "options": {"expires": max(settings.NOTIFY_DELIVERY_INTERVAL * 2, 2)},
+        },
         "retention-purge": {
             "task": "jobs.tasks.retention_purge",
             "schedule": timedelta(seconds=settings.RETENTION_PURGE_INTERVAL),

@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "accounts",
     "jobs",
     "metrics",
+    "notifications",
     "omlengine",
 ]
 
@@ -379,16 +380,20 @@ CELERY_TASK_ALWAYS_EAGER = False
 # One queue name per deployment; test runs pick their own so that they never share a broker's queue.
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="omlpy")
 # The poll sweep, the janitor and re-fetches have a queue of their own, so that a backlog of submissions
-# never delays jobs already in flight. Every worker consumes both.
+# never delays jobs already in flight; notification deliveries have a third. Every worker consumes all three.
 CELERY_TASK_QUEUES = [
     Queue(CELERY_TASK_DEFAULT_QUEUE),
     Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"),
+    Queue(f"{CELERY_TASK_DEFAULT_QUEUE}.notify"),
 ]
 CELERY_TASK_ROUTES = {
     "jobs.tasks.poll_sweep": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
     "jobs.tasks.janitor": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
     # A re-fetch finishes a job OML has already finished: it must not wait behind new submissions.
     "jobs.tasks.fetch_result": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.sweep"},
+    # Deliveries neither wait behind a backlog of submissions nor delay the sweep's queue.
+    "notifications.tasks.deliver_notification": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.notify"},
+    "notifications.tasks.deliver_due": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.notify"},
 }
 
 # --- Job lifecycle ------------------------------------------------------------------------------
@@ -449,6 +454,76 @@ if RETENTION_PURGE_INTERVAL <= 0 or RETENTION_PURGE_BATCH < 1 or RETENTION_PURGE
 
 # Scripts the compose form's picker never lists (benchmark-only ones); they still run when named.
 SCRIPT_PICKER_HIDDEN = env.list("SCRIPT_PICKER_HIDDEN", default=["timer"])
+
+# --- Notifications ------------------------------------------------------------------------------
+# The dashboard's own address, for the links notifications carry (e.g. https://omlpy.example.com).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Webhook and Apprise targets resolving to loopback, private, link-local or other non-public addresses are
+# refused (at save and at delivery) unless this allows them; by default only with DEBUG on.
+NOTIFY_ALLOW_PRIVATE_TARGETS = env.bool("NOTIFY_ALLOW_PRIVATE_TARGETS", default=DEBUG)
+# A failed delivery is tried again after base x 2^(attempts-1) seconds (at most NOTIFY_RETRY_MAX_SECONDS), up to
+# NOTIFY_MAX_ATTEMPTS attempts; each attempt's connect and read timeout.
+NOTIFY_RETRY_BASE_SECONDS = env.float("NOTIFY_RETRY_BASE_SECONDS", default=30.0)
+NOTIFY_RETRY_MAX_SECONDS = env.float("NOTIFY_RETRY_MAX_SECONDS", default=3600.0)
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=8)
+NOTIFY_TIMEOUT_SECONDS = env.float("NOTIFY_TIMEOUT_SECONDS", default=10.0)
+# How long a worker holds a delivery it claimed (a worker that dies releases it then), and how often the
+# periodic pass delivers what is due (retries, and messages lost with the broker).
+NOTIFY_LEASE_SECONDS = env.float("NOTIFY_LEASE_SECONDS", default=120.0)
+NOTIFY_DELIVERY_INTERVAL = env.float("NOTIFY_DELIVERY_INTERVAL", default=10.0)
+# A rule that fires more than NOTIFY_DIGEST_AFTER times within NOTIFY_DIGEST_WINDOW seconds sends one digest per
+# window instead.
+NOTIFY_DIGEST_AFTER = env.int("NOTIFY_DIGEST_AFTER", default=20)
+NOTIFY_DIGEST_WINDOW = env.float("NOTIFY_DIGEST_WINDOW", default=3600.0)
+# How often the sweep looks for slow and stuck jobs and connections down; how long a connection's requests must
+# keep failing before `connection_down` is sent.
+NOTIFY_CHECK_INTERVAL = env.float("NOTIFY_CHECK_INTERVAL", default=30.0)
+NOTIFY_CONNECTION_DOWN_AFTER = env.float("NOTIFY_CONNECTION_DOWN_AFTER", default=120.0)
+# Days delivered notifications (and in-app ones, read or not) are kept; the retention purge removes older ones.
+NOTIFY_KEEP_DAYS = env.int("NOTIFY_KEEP_DAYS", default=90)
+# The Apprise URL schemes a rule may use (README, "Notifications").
+NOTIFY_APPRISE_SCHEMES = env.list(
+    "NOTIFY_APPRISE_SCHEMES",
+    default=[
+        "msteams",
+        "pagerduty",
+        "opsgenie",
+        "slack",
+        "discord",
+        "mattermost",
+        "matrix",
+        "ntfy",
+        "ntfys",
+        "gotify",
+        "gotifys",
+    ],
+)
+if (
+    min(NOTIFY_RETRY_BASE_SECONDS, NOTIFY_TIMEOUT_SECONDS, NOTIFY_LEASE_SECONDS, NOTIFY_DELIVERY_INTERVAL) <= 0
+    or min(NOTIFY_DIGEST_WINDOW, NOTIFY_CHECK_INTERVAL, NOTIFY_CONNECTION_DOWN_AFTER) <= 0
+    or NOTIFY_MAX_ATTEMPTS < 1
+    or NOTIFY_DIGEST_AFTER < 1
+    or NOTIFY_KEEP_DAYS < 0
+    or NOTIFY_RETRY_MAX_SECONDS < NOTIFY_RETRY_BASE_SECONDS
+):
+    raise ImproperlyConfigured(
+        "The NOTIFY_* settings must be positive (NOTIFY_KEEP_DAYS may be 0: forever), and NOTIFY_RETRY_MAX_SECONDS "
+        "at least NOTIFY_RETRY_BASE_SECONDS."
+    )
+# Mail: Django's SMTP backend.
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="omlpy@localhost")
+if NOTIFY_LEASE_SECONDS <= 2 * NOTIFY_TIMEOUT_SECONDS:
+    # An attempt (connect, then read) must end before its lease does, or a second worker could send it as well.
+    raise ImproperlyConfigured("NOTIFY_LEASE_SECONDS must be more than twice NOTIFY_TIMEOUT_SECONDS.")
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL exclude each other: pick one.")
 
 # --- Embedded engine ----------------------------------------------------------------------------
 OMLENGINE_ENABLED = env.bool("OMLENGINE_ENABLED", default=DEBUG)

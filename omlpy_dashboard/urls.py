@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("", include("accounts.urls")),
     path("", include("audit.urls")),
+    path("", include("notifications.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("jobs.urls_results")),
     path("", include("jobs.urls")),

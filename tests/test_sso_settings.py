@@ -32,7 +32,7 @@ def test_the_role_map_reads_group_team_and_role_of_each_entry_in_order():
         ("omlpy-risk-analysts", "entry 1 ('omlpy-risk-analysts'): expected GROUP=TEAM:ROLE"),
         ("g=Risk", "expected GROUP=TEAM:ROLE"),
         ("=Risk:analyst", "expected GROUP=TEAM:ROLE"),
-        ("g=Risk:lead", "the role must be analyst, auditor or admin, not 'lead'"),
+        ("g=Risk:owner", "the role must be analyst, lead, auditor or admin, not 'owner'"),
         ("g=Risk:admin", "admin is not a team role; write g=*:admin"),
         ("g=*:analyst", "team * takes only the admin role"),
         ("g=" + "T" * 101 + ":analyst", "a team name has at most 100 characters"),
@@ -67,7 +67,7 @@ SSO_ON = {"OIDC_ENABLED": "true", "OIDC_ISSUER": "https://login.example.com", "O
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"OIDC_ROLE_MAP": "g=Risk:lead"}, "OIDC_ROLE_MAP entry 1 ('g=Risk:lead'): the role must be analyst"),
+        ({"OIDC_ROLE_MAP": "g=Risk:owner"}, "OIDC_ROLE_MAP entry 1 ('g=Risk:owner'): the role must be analyst"),
         ({**SSO_ON}, "OIDC_CLIENT_ID and OIDC_CLIENT_SECRET must be set"),
         (
             {**SSO_ON, "OIDC_CLIENT_ID": "c", "OIDC_CLIENT_SECRET": "s", "OIDC_ISSUER": "http://login.example.com"},

@@ -267,6 +267,19 @@ ROUTES: dict[str, Route] = {
     "account_tokens": Route(_fixed("/account/tokens/"), _signed_in(), per_job=False),
     "account_token_revoke": Route(_fixed("/account/tokens/999999/revoke/"), _signed_in(404), "POST", per_job=False),
     "audit": Route(_fixed("/audit/"), _auditors, per_job=False),
+    # Notifications under the account menu: the user's own list and rules; no rule 999999 exists.
+    "notifications:inbox": Route(_fixed("/account/notifications/"), _signed_in(), per_job=False),
+    "notifications:mark_read": Route(_fixed("/account/notifications/read/"), _signed_in(302), "POST", per_job=False),
+    "notifications:bell": Route(_fixed("/account/notifications/bell/"), _signed_in(), per_job=False),
+    "notifications:rules": Route(_fixed("/account/notification-rules/"), _signed_in(), per_job=False),
+    "notifications:rule_new": Route(_fixed("/account/notification-rules/new/"), _submitter(), per_job=False),
+    "notifications:rule": Route(_fixed("/account/notification-rules/999999/"), _signed_in(404), per_job=False),
+    "notifications:rule_edit": Route(
+        _fixed("/account/notification-rules/999999/edit/"), _signed_in(404), per_job=False
+    ),
+    "notifications:rule_delete": Route(
+        _fixed("/account/notification-rules/999999/delete/"), _signed_in(404), "POST", per_job=False
+    ),
     "audit_export": Route(_fixed("/audit/export.csv"), _auditors, per_job=False),
     # Signing in and out; password management of Django's auth views.
     "login": Route(_fixed("/accounts/login/"), _public(), per_job=False),
@@ -309,6 +322,27 @@ ROUTES: dict[str, Route] = {
         api=True,
         per_job=False,
         data={"kind": "do_eval", "script": "return_df"},
+    ),
+    "api:list_rules": Route(_fixed("/api/v1/notification-rules"), _signed_in(), api=True, per_job=False),
+    "api:create_rule": Route(
+        _fixed("/api/v1/notification-rules"),
+        _submitter(201),
+        method="POST",
+        api=True,
+        per_job=False,
+        data={"events": ["failed"], "channel": "inapp"},
+    ),
+    "api:read_rule": Route(_fixed("/api/v1/notification-rules/999999"), _signed_in(404), api=True, per_job=False),
+    "api:replace_rule": Route(
+        _fixed("/api/v1/notification-rules/999999"),
+        _signed_in(404),
+        method="PUT",
+        api=True,
+        per_job=False,
+        data={"events": ["failed"], "channel": "inapp"},
+    ),
+    "api:delete_rule": Route(
+        _fixed("/api/v1/notification-rules/999999"), _signed_in(404), method="DELETE", api=True, per_job=False
     ),
     "api:list_connections": Route(_fixed("/api/v1/connections"), _signed_in(), api=True, per_job=False),
     "api:list_scripts": Route(_fixed("/api/v1/connections/{conn}/scripts"), _signed_in(502), api=True, per_job=False),
@@ -359,6 +393,8 @@ def _request(client, world: World, route: Route, role: str, job: str | None):
         client.force_login(world.users[role])
     if route.method == "DELETE":
         return client.delete(path, **headers)
+    if route.method == "PUT":
+        return client.put(path, route.data, content_type="application/json", **headers)
     if route.method == "POST":
         if route.api:
             return client.post(path, route.data, content_type="application/json", **headers)

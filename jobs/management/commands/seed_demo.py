@@ -15,6 +15,7 @@ from jobs.services import connection_save
 DEMO_USERS = [
     # username, password, is_staff/superuser, role in the demo team
     ("analyst", "analyst", False, Membership.Role.ANALYST),
+    ("lead", "lead", False, Membership.Role.LEAD),
     ("auditor", "auditor", False, Membership.Role.AUDITOR),
     ("admin", "admin", True, None),
 ]
@@ -50,7 +51,7 @@ class Command(BaseCommand):
                 user.save(update_fields=["is_staff", "is_superuser"])
             if role:
                 Membership.objects.create(user=user, team=team, role=role)
-        self.stdout.write("Seeded demo accounts: analyst/analyst, auditor/auditor, admin/admin.")
+        self.stdout.write("Seeded demo accounts: analyst/analyst, lead/lead, auditor/auditor, admin/admin.")
 
     def _seed_connection(self) -> None:
         if not settings.OMLENGINE_ENABLED or Connection.objects.exists():

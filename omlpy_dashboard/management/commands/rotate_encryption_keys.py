@@ -22,6 +22,8 @@ from jobs.crypto import key_position, reencrypt
 # encrypted field is rotated once it is listed here.
 ENCRYPTED_FIELDS: list[tuple[str, str]] = [
     ("jobs.Connection", "password_encrypted"),
+    ("notifications.NotificationRule", "target_encrypted"),
+    ("notifications.NotificationRule", "secret_encrypted"),
 ]
 
 
