@@ -1,7 +1,7 @@
 """The history as CSV: the jobs of the history page's filters and sort, for the page's link and the API alike.
 
 Rows are read in keyset batches (jobs.selectors.job_history_all) and written as they come, so a response streams
-with flat memory whatever the number of jobs. Text cells follow the spreadsheet rule of jobs.spreadsheet.
+with flat memory whatever the number of jobs. Text cells follow the spreadsheet rule of omlpy_dashboard.spreadsheet.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 
-from .audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
+from omlpy_dashboard.spreadsheet import formula_safe
+
 from .selectors import HistoryFilters, HistoryRow, job_history_all
-from .spreadsheet import formula_safe
 
 HEADER = (
     "job",

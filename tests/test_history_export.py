@@ -11,8 +11,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from jobs import selectors
-from jobs.models import AuditEntry, Job
+from jobs.models import Job
 from jobs.services import connection_save
 from jobs.states import JobKind, JobState
 from tests.conftest import analysts_team

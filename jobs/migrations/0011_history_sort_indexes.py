@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_api_token_expiry_scope'),
-        ('jobs', '0009_idempotency_key'),
+        ('jobs', '0010_auditentry_moves_to_audit_app'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0005_api_token_expiry_scope'),
-        ('jobs', '0010_history_sort_indexes'),
+        ('jobs', '0011_history_sort_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
