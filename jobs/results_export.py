@@ -4,7 +4,7 @@ group by row group (jobs.results_parquet).
 All read the stored body incrementally (jobs.results), so memory does not grow with a result's size. The
 rows are those of jobs.results.iter_rows: group-apply rows carry the group label as their first column,
 index-apply rows their 1-based index, object leaves their JSON Pointer path. Text a spreadsheet would run as a
-formula, in cells and in column names alike, is made inert by jobs.spreadsheet.formula_safe; numbers stay
+formula, in cells and in column names alike, is made inert by omlpy_dashboard.spreadsheet.formula_safe; numbers stay
 numbers. The pages and the API answer with the same download_response, so that both send the same bytes.
 """
 
@@ -28,9 +28,10 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.writer.excel import ExcelWriter
 
+from omlpy_dashboard.spreadsheet import formula_safe
+
 from .results import MISSING, Source, cell_text, iter_rows, result_source, shape_of, table_header, table_values
 from .results_parquet import PARQUET_CONTENT_TYPE, parquet_chunks
-from .spreadsheet import formula_safe
 
 CSV_FLUSH_BYTES = 64 * 1024
 XLSX_MAX_ROWS = 1_048_576  # Excel's rows per sheet, header included

@@ -11,8 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team
+from audit.services import audit_record
 from jobs import access
-from jobs.audit import audit_record
 from jobs.crypto import encrypt
 from jobs.models import Connection, JobKind
 

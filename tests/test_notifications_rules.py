@@ -7,7 +7,7 @@ import pytest
 
 from accounts.models import Membership, Team
 from accounts.tokens import token_create
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
 from jobs.states import JobKind, JobState
 from notifications import targets
 from notifications.models import Notification, NotificationRule
