@@ -11,7 +11,7 @@ export PORT
 help:
 	@echo "make run    start web, worker (+beat) and the engine worker on http://127.0.0.1:$(PORT)"
 	@echo "make test   run the whole test suite (embedded defaults, or DATABASE_URL/CELERY_BROKER_URL/REDIS_URL)"
-	@echo "make lint   ruff, formatting, migrations check, Compose spec, Dockerfile, Kubernetes manifests, alert rules"
+	@echo "make lint   ruff, formatting, migrations check, Compose spec, import contracts, types, Dockerfile, Kubernetes manifests, alert rules"
 
 venv: $(VENV)/.installed
 
@@ -70,6 +70,10 @@ lint: venv prometheus
 	$(BIN)/ruff format --check .
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+# The import boundaries of the design: contracts in pyproject.toml; a broken one prints the offending import.
+	$(BIN)/lint-imports --no-cache
+# Types of the core packages (pyproject.toml [tool.mypy]).
+	DEBUG=true $(BIN)/mypy
 # The image's Dockerfile (hadolint) and deploy/kubernetes/ (schemas of a pinned Kubernetes release), offline.
 	LINT_BIN=$(BIN) deploy/lint.sh
 	promtool check rules deploy/prometheus/alerts.yml

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 
 from . import throttling
 from .forms import ThrottledAdminAuthenticationForm

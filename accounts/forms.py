@@ -1,14 +1,12 @@
 import zoneinfo
-from datetime import datetime
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
-from django.utils import timezone
 
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 
 from . import throttling
 from .backends import local_password_allowed
@@ -98,38 +96,3 @@ class TokenCreateForm(forms.Form):
         days.validators = [*days.validators, MaxValueValidator(settings.API_TOKEN_MAX_DAYS)]
         days.widget.attrs.update({"min": 1, "max": settings.API_TOKEN_MAX_DAYS})
         days.help_text = f"1 to {settings.API_TOKEN_MAX_DAYS} days; {settings.API_TOKEN_DEFAULT_DAYS} when left empty."
-
-
-class AuditFilterForm(forms.Form):
-    """The audit page's filters; times are read in the user's time zone."""
-
-    actor = forms.CharField(required=False, max_length=150, label="Actor (user name)")
-    action = forms.ChoiceField(required=False, choices=[("", "any action")])
-    target = forms.CharField(required=False, max_length=64, label="Target (job id or other id)")
-    since = forms.DateTimeField(
-        required=False,
-        label="From",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-    )
-    until = forms.DateTimeField(
-        required=False,
-        label="Until",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["action"].choices = [("", "any action")] + [(a, a.replace("_", " ")) for a in AuditAction.all()]
-
-    def clean(self):
-        cleaned = super().clean()
-        since, until = cleaned.get("since"), cleaned.get("until")
-        if since and until and since > until:
-            self.add_error("until", "Must be after “From”.")
-        return cleaned
-
-
-def aware(value: datetime | None) -> datetime | None:
-    if value is not None and timezone.is_naive(value):
-        return timezone.make_aware(value)
-    return value

@@ -25,7 +25,7 @@ from django.urls import reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 
 from .sso import Refusal, sso_sign_in
 

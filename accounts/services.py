@@ -10,7 +10,7 @@ from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
 
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 
 from .models import ApiToken, OidcIdentity, Profile
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 
 from . import throttling
 

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 
 from .models import Membership, OidcIdentity, Team
 from .role_map import Grants, grants_for, groups_from_claim

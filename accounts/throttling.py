@@ -42,7 +42,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 from omlpy_dashboard.client_address import client_address
 
 from . import known_clients

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 from omlpy_dashboard.fastsql import model_columns, model_from_row
 
 from .models import ApiToken

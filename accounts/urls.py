@@ -11,6 +11,4 @@ urlpatterns = [
     path("account/", views.account, name="account"),
     path("account/tokens/", views.tokens, name="account_tokens"),
     path("account/tokens/<int:token_id>/revoke/", views.token_revoke, name="account_token_revoke"),
-    path("audit/", views.audit_list, name="audit"),
-    path("audit/export.csv", views.audit_export, name="audit_export"),
 ]

@@ -7,7 +7,7 @@
 - Owners, auditors of the job's team and admins may pin a job (a hold retention respects): pinning is the one
   write an auditor may make.
 - A user in no team sees only their own jobs.
-- The audit trail: admins see all of it; auditors see the entries of the members of the teams they audit.
+- The audit trail's readers are decided in audit.access.
 - Connections are granted to teams: a user sees and lists the scripts of the connections granted to any of
   their teams, and submits only to those granted to a team they are an analyst of. Admins use them all. A job's
   own connection is shown with the job to whoever may see the job.
@@ -26,7 +26,7 @@ from django.http import Http404
 
 from accounts.models import Membership, Team
 
-from .models import AuditEntry, Connection, Job
+from .models import Connection, Job
 
 
 def is_admin(user) -> bool:
@@ -271,19 +271,3 @@ def can_view_storage(user) -> bool:
     """The storage page (stored bytes and jobs per team and connection, the next purge): admins. Team leads
     are to see their own teams' there once the lead role exists; this is the one place that decides."""
     return is_admin(user)
-
-
-def can_view_audit(user) -> bool:
-    """Auditors and admins; everyone else is refused the audit pages (403)."""
-    return is_admin(user) or is_auditor(user)
-
-
-def visible_audit_entries(user) -> QuerySet[AuditEntry]:
-    """The audit entries `user` may read: all for admins, those of audited teams' members for auditors."""
-    if not can_view_audit(user):
-        return AuditEntry.objects.none()
-    if is_admin(user):
-        return AuditEntry.objects.all()
-    audited = [role.team_id for role in memberships(user) if role.role == Membership.Role.AUDITOR]
-    members = Membership.objects.filter(team_id__in=audited).values("user_id")
-    return AuditEntry.objects.filter(actor_id__in=members)

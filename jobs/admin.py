@@ -2,9 +2,9 @@ from django import forms
 from django.contrib import admin
 
 from accounts.models import Team
+from audit.services import AuditAction, audit_record
 
-from .audit import AuditAction, audit_record
-from .models import AuditEntry, Connection, Job, JobTransition, RetentionPolicy
+from .models import Connection, Job, JobTransition, RetentionPolicy
 from .services import connection_save
 
 
@@ -128,12 +128,6 @@ class JobAdmin(ReadOnlyAdmin):
 class JobTransitionAdmin(ReadOnlyAdmin):
     list_display = ["job", "from_state", "to_state", "at", "reason", "http_status"]
     list_select_related = ["job"]
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = ["at", "actor_username", "action", "target_type", "target_id", "ip"]
-    list_filter = ["action"]
 
 
 @admin.register(RetentionPolicy)

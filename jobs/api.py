@@ -18,13 +18,13 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer, django_auth
 
+from audit.services import audit_record
 from omlpy_dashboard.outage import DATABASE_ERRORS, database_unavailable
 from omlpy_dashboard.refusals import body_too_large_message
 
 from . import access, api_schema, idempotency, selectors, services, specs
 from .api_docs import VendoredSwagger
 from .api_schema import JobFilters, refusals, request_object
-from .audit import audit_record
 from .models import Job
 from .oml.client import client_for
 from .oml.errors import OMLError

@@ -12,11 +12,11 @@ from ninja.errors import HttpError
 
 from accounts.models import ApiToken
 from accounts.tokens import hash_token
+from audit.services import audit_record
 
 from . import access
 from .api import JobOut, _job_out
 from .api_schema import refusals, request_object
-from .audit import audit_record
 from .models import Job, JobResult
 from .results_compare import compare_requests, compare_results, compare_timing
 from .results_export import XLSX_CONTENT_TYPE, download_response

@@ -687,7 +687,7 @@ CANCEL_GRACE = 5.0
 
 def _cancelled_by(job: Job) -> str:
     """Who asked: the audit trail's cancel entry for the job names them."""
-    from .models import AuditEntry
+    from audit.models import AuditEntry
 
     entry = (
         AuditEntry.objects.filter(action="cancel", target_id=str(job.uuid))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
+
 from .models import Job, JobPin
 
 REASON_MAX = 500

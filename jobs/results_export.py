@@ -6,7 +6,7 @@ XLSX read it once: their header comes from the columns recorded when the result 
 before they were recorded is read once more to find them; jobs.results.result_header). The
 rows are those of jobs.results.iter_rows: group-apply rows carry the group label as their first column,
 index-apply rows their 1-based index, object leaves their JSON Pointer path. Text a spreadsheet would run as a
-formula, in cells and in column names alike, is made inert by jobs.spreadsheet.formula_safe; numbers stay
+formula, in cells and in column names alike, is made inert by omlpy_dashboard.spreadsheet.formula_safe; numbers stay
 numbers. The pages and the API answer with the same download_response, so that both send the same bytes.
 """
 
@@ -29,6 +29,8 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.writer.excel import ExcelWriter
 
+from omlpy_dashboard.spreadsheet import FORMULA_TRIGGERS, formula_safe
+
 from .results import (
     MISSING,
     Header,
@@ -42,7 +44,6 @@ from .results import (
     table_values,
 )
 from .results_parquet import PARQUET_CONTENT_TYPE, parquet_chunks
-from .spreadsheet import FORMULA_TRIGGERS, formula_safe
 
 CSV_FLUSH_BYTES = 64 * 1024
 XLSX_MAX_ROWS = 1_048_576  # Excel's rows per sheet, header included

@@ -13,14 +13,15 @@ from typing import Any
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
+from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
 from accounts.models import Team
+from audit.services import audit_record
 from metrics import recorder
 from omlpy_dashboard.fastsql import insert_one
 
 from . import access
-from .audit import audit_record
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
 from .specs import JobSpec, parse_job_request, spec_as_request
 from .states import ACTIVE_STATES, ALLOWED_MOVES, TERMINAL_STATES, JobState
@@ -262,19 +263,23 @@ def job_cancel(*, job: Job, actor, request=None) -> bool:
 
     if job.state in TERMINAL_STATES:
         return False
-    audit_record(action="cancel", actor=actor, request=request, target_type="job", target_id=str(job.uuid))
-    if job_transition(
-        job_id=job.pk, to_state=JobState.CANCELLED, expected=[JobState.QUEUED], reason=f"cancelled by {actor}"
-    ):
-        return True
-    # The request is kept on the row, so that it survives a lost message or a dead worker: the sweep
-    # carries it out for a pending job (made due at once), the janitor for any other.
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk, state__in=sorted(ACTIVE_STATES), cancel_requested_at__isnull=True).update(
-        cancel_requested_at=now
-    )
-    Job.objects.filter(pk=job.pk, state=JobState.PENDING).update(next_poll_at=now)
-    transaction.on_commit(lambda: tasks.cancel_job.delay(job.pk, str(actor)), robust=True)
+    # The audit entry, the move (or the recorded request) and the message stand or fall together.
+    with transaction.atomic():
+        audit_record(action="cancel", actor=actor, request=request, target_type="job", target_id=str(job.uuid))
+        if job_transition(
+            job_id=job.pk, to_state=JobState.CANCELLED, expected=[JobState.QUEUED], reason=f"cancelled by {actor}"
+        ):
+            return True
+        # The request is kept on the row, so that it survives a lost message or a dead worker: the sweep
+        # carries it out for a pending job (made due at once), the janitor for any other.
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk, state__in=sorted(ACTIVE_STATES), cancel_requested_at__isnull=True).update(
+            cancel_requested_at=now,
+            next_poll_at=Case(
+                When(state=JobState.PENDING, then=Value(now)), default=F("next_poll_at"), output_field=DateTimeField()
+            ),
+        )
+        transaction.on_commit(lambda: tasks.cancel_job.delay(job.pk, str(actor)), robust=True)
     return True
 
 

@@ -8,7 +8,6 @@ from metrics import recorder
 from omlpy_dashboard import health
 
 from . import lifecycle
-from .audit_checkpoint import audit_checkpoint_write
 
 
 @shared_task(name="jobs.tasks.heartbeat")
@@ -44,12 +43,6 @@ def cancel_job(job_id: int, actor: str) -> None:
 @shared_task(name="jobs.tasks.janitor")
 def janitor() -> dict:
     return lifecycle.janitor()
-
-
-@shared_task(name="jobs.tasks.audit_checkpoint")
-def audit_checkpoint() -> str:
-    """Sign the audit chain's head into AUDIT_CHECKPOINT_DIR (jobs.audit_checkpoint); beat schedules it."""
-    return str(audit_checkpoint_write())
 
 
 @shared_task(name="jobs.tasks.retention_purge")

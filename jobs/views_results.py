@@ -8,11 +8,11 @@ from django.http import Http404, HttpResponseGone, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from audit.services import audit_record
 from omlpy_dashboard.refusals import refusal_page
 
 from . import analytics, results
 from .access import job_for_user
-from .audit import audit_record
 from .forms import HistoryFilterForm
 from .models import JobResult
 from .results_compare import compare_requests, compare_results, compare_timing

@@ -6,6 +6,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection, transaction
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -53,7 +54,7 @@ def flush() -> int:
     return len(items)
 
 
-def flush_quietly_if_pending(*args, **kwargs) -> None:
+def flush_quietly_if_pending(*args: Any, **kwargs: Any) -> None:
     """flush() for signal receivers (end of a task, of a request, of a process): a failure is logged, and the
     counts stay pending for the next flush."""
     if not recorder.has_pending():
@@ -91,7 +92,9 @@ def families() -> Iterable[Metric]:
             yield _histogram(metric, stored)
 
 
-def _histogram(metric: catalog.Histogram, stored) -> HistogramMetricFamily:
+def _histogram(
+    metric: catalog.Histogram, stored: dict[str, list[tuple[dict[str, str], float]]]
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(metric.name, metric.help, labels=list(metric.labels))
     per_series: dict[tuple[str, ...], dict] = defaultdict(lambda: {"buckets": defaultdict(float), "sum": 0.0})
     for labels, value in stored.get(f"{metric.name}_bucket", []):

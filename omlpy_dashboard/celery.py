@@ -6,6 +6,7 @@ from datetime import timedelta
 from celery import Celery
 
 from .broker import install as install_transports
+from .broker import is_file_broker
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omlpy_dashboard.settings")
 install_transports()
@@ -20,7 +21,7 @@ def _prepare(sender: Celery, **kwargs) -> None:
     from django.conf import settings
 
     # The filesystem transport expects its folders to exist.
-    if settings.CELERY_BROKER_URL.startswith("filesystem"):
+    if is_file_broker(settings.CELERY_BROKER_URL):
         for key in ("data_folder_in", "processed_folder", "control_folder"):
             os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
     sender.conf.beat_schedule = {
@@ -35,9 +36,9 @@ def _prepare(sender: Celery, **kwargs) -> None:
             "schedule": timedelta(seconds=settings.JOBS_JANITOR_INTERVAL),
             "options": {"expires": settings.JOBS_JANITOR_INTERVAL * 2},
         },
-        # A signed checkpoint of the audit chain's head, outside the database (jobs.audit_checkpoint).
+        # A signed checkpoint of the audit chain's head, outside the database (audit.checkpoints).
         "audit-checkpoint": {
-            "task": "jobs.tasks.audit_checkpoint",
+            "task": "audit.tasks.audit_checkpoint",
             "schedule": timedelta(seconds=settings.AUDIT_CHECKPOINT_INTERVAL),
             "options": {"expires": max(settings.AUDIT_CHECKPOINT_INTERVAL, 1)},
         },

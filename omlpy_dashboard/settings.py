@@ -17,6 +17,7 @@ from kombu import Queue
 
 from accounts.role_map import RoleMapError, parse_role_map
 from accounts.sso_settings import sso_settings_problems
+from omlpy_dashboard.broker import is_file_broker
 from omlpy_dashboard.client_address import parse_networks
 from omlpy_dashboard.logs import log_format_from
 from omlpy_dashboard.secrets_check import audit_key_id, audit_key_weakness, is_fernet_key, secret_key_weakness
@@ -69,7 +70,7 @@ for _position, _key in enumerate(ENCRYPTION_KEYS, start=1):
             "Run deploy/init-env.py to generate one."
         )
 
-# Keys of the audit trail's HMAC chain (jobs.audit), never stored in the database. The first signs; all verify,
+# Keys of the audit trail's HMAC chain (audit.services), never stored in the database. The first signs; all verify,
 # so a key is rotated by putting the new one first and keeping the old ones after it.
 AUDIT_HMAC_KEYS = env.list("AUDIT_HMAC_KEYS", default=[])
 if not AUDIT_HMAC_KEYS:
@@ -109,6 +110,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     # The project itself: management commands of the whole system (sweep_probe).
     "omlpy_dashboard",
+    "audit",
     "accounts",
     "jobs",
     "metrics",
@@ -338,7 +340,7 @@ if not LOCAL_PASSWORDS and not OIDC_ENABLED:
     )
 
 # --- Celery -------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="atomicfs://")
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
@@ -350,7 +352,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         # The folder is polled: without a short interval a worker takes about one message a second.
         "polling_interval": 0.05,
     }
-    if CELERY_BROKER_URL.startswith("filesystem")
+    if is_file_broker(CELERY_BROKER_URL)
     # A task not acknowledged within this time is handed to another worker; it must exceed the hard
     # time limit so that a slow but live task is never run twice.
     else {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}

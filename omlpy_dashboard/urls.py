@@ -16,6 +16,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("", include("accounts.urls")),
+    path("", include("audit.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("jobs.urls_results")),
     path("", include("jobs.urls")),

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from jobs.audit import audit_record
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
+from audit.services import audit_record
 
 
 def entries(actor, count: int = 5) -> list[AuditEntry]:

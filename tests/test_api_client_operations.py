@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from accounts.models import Membership, Team
 from accounts.tokens import token_create
-from jobs.models import AuditEntry, IdempotencyKey, Job
+from audit.models import AuditEntry
+from jobs.models import IdempotencyKey, Job
 from jobs.states import JobKind
 from tests.results_support import succeeded_job_with_result
 

@@ -10,8 +10,8 @@ import threading
 import pytest
 from django.db import close_old_connections, connection
 
-from jobs.audit import GENESIS_HASH, audit_record, audit_verify_chain
-from jobs.models import AuditEntry, AuditEntryImmutableError
+from audit.models import AuditEntry, AuditEntryImmutableError
+from audit.services import GENESIS_HASH, audit_record, audit_verify_chain
 from tests.audit_support import Broken as _Broken
 from tests.audit_support import content_of, plain_sha256
 from tests.audit_support import entries as _entries

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from jobs.models import AuditEntry
-from jobs.tasks import audit_checkpoint
+from audit.models import AuditEntry
+from audit.tasks import audit_checkpoint
 from tests.audit_support import Broken, entries, tamper, verify
 from tests.stack import ROOT, Stack, wait_for
 from tests.stack import test_database_url as database_url

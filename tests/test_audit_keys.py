@@ -11,8 +11,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from jobs.audit import GENESIS_HASH, AuditAction, audit_record, audit_verify_chain
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
+from audit.services import GENESIS_HASH, AuditAction, audit_record, audit_verify_chain
 from omlpy_dashboard.secrets_check import audit_key_id
 from tests.audit_support import Broken, content_of, entries, plain_sha256, tamper, verify
 from tests.stack import ROOT

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Membership, Team
-from jobs.audit import audit_record
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
+from audit.services import audit_record
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 
 from accounts import throttling
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
 from omlpy_dashboard.client_address import ForwardedHeadersMiddleware, client_address, parse_networks
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 from accounts.models import Membership, Team
 from accounts.tokens import token_create
-from jobs.models import AuditEntry, Connection, Job
+from audit.models import AuditEntry
+from jobs.models import Connection, Job
 from jobs.services import connection_save, job_create
 from jobs.specs import parse_job_request
 from jobs.states import JobKind

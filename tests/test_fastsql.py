@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from accounts.models import Membership, Team
 from accounts.tokens import token_create, user_for_token
+from audit.models import AuditEntry
+from audit.services import audit_record, audit_verify_chain
 from jobs import access
-from jobs.audit import audit_record, audit_verify_chain
-from jobs.models import AuditEntry, Connection, Job, JobTransition
+from jobs.models import Connection, Job, JobTransition
 from jobs.services import connection_save, job_create, job_transition, job_update_polling
 from jobs.specs import parse_job_request
 from omlpy_dashboard.fastsql import insert_one, model_columns, model_from_row

@@ -144,7 +144,7 @@ def test_connection_password_is_never_stored_in_plain_text():
 
 
 BROKERS = {
-    "filesystem": "filesystem://",
+    "filesystem": "atomicfs://",
     "redis": "redis://127.0.0.1:6379/15",
 }
 

@@ -166,6 +166,47 @@ def test_a_queued_job_cancels_at_once_without_calling_oml(db, analyst):
     assert [(t.from_state, t.to_state) for t in job.transitions.all()] == [("queued", "cancelled")]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_cancellation_whose_job_update_fails_leaves_no_audit_entry_and_no_request(analyst):
+    from django.db import OperationalError, connection
+
+    from audit.models import AuditEntry
+    from jobs.services import connection_save, job_cancel
+
+    unused = connection_save(name="unused", base_url="http://127.0.0.1:9", username="U", password="p")
+    # A job OML accepted: cancelling it records the request on the row for a worker to carry out.
+    job = Job.objects.create(
+        owner=analyst,
+        connection=unused,
+        kind="do_eval",
+        script_name="return_df",
+        state=JobState.PENDING,
+        next_poll_at=timezone.now() + timedelta(minutes=5),
+    )
+    before = AuditEntry.objects.count()
+
+    def refuse_the_request(execute, sql, params, many, context):
+        # The database refusing the write that records the request (a lost connection, say).
+        if sql.startswith('UPDATE "jobs_job"') and "cancel_requested_at" in sql:
+            raise OperationalError("the database went away")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse_the_request), pytest.raises(OperationalError):
+        job_cancel(job=job, actor=analyst)
+
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING
+    assert job.cancel_requested_at is None
+    assert AuditEntry.objects.count() == before
+
+    # Without the fault, the audit entry, the request and the poll made due at once are written together.
+    assert job_cancel(job=job, actor=analyst)
+    job.refresh_from_db()
+    assert job.cancel_requested_at is not None
+    assert job.next_poll_at == job.cancel_requested_at
+    assert AuditEntry.objects.filter(action="cancel", target_id=str(job.uuid)).count() == 1
+
+
 def test_a_submit_message_delivered_twice_posts_once(live, analyst):
     job = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 1})
     tasks.submit_job.delay(job.pk)

@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from accounts import throttling
 from accounts.tokens import token_create
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
 
 PASSWORDS_OFF = override_settings(
     LOCAL_PASSWORDS=False, BREAK_GLASS_USERNAME="root", OIDC_ENABLED=True, OIDC_PROVIDER_NAME="Corp SSO"

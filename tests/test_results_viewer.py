@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
 from jobs.states import JobKind
 from tests.results_support import make_job, png_base64, succeeded_job_with_result, table_rows
 

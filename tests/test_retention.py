@@ -17,8 +17,8 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from accounts.models import Membership, Team
+from audit.services import audit_record, audit_verify_chain
 from jobs import lifecycle
-from jobs.audit import audit_record, audit_verify_chain
 from jobs.models import Job, JobPin, JobResult, JobResultChunk, JobTally, JobTransition, RetentionPolicy
 from jobs.pins import job_pin
 from jobs.retention import purge
@@ -166,7 +166,7 @@ def test_a_purge_over_mixed_ages_and_pins_removes_exactly_the_expected_ones_and_
     # The audit trail is whole, and still names the purged job.
     assert audit_verify_chain().ok
     call_command("audit_verify", stdout=io.StringIO())
-    from jobs.models import AuditEntry
+    from audit.models import AuditEntry
 
     assert AuditEntry.objects.filter(target_id=str(jobs["old"].uuid), action="submit").exists()
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts import known_clients, throttling
 from accounts.models import LoginLock
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
 
 GUESSER = "203.0.113.7"
 ELSEWHERE = "198.51.100.20"

@@ -14,7 +14,8 @@ from django.contrib.auth.hashers import make_password
 
 from accounts.models import Membership, Team
 from accounts.tokens import token_create
-from jobs.models import AuditEntry, Connection, Job, JobTransition
+from audit.models import AuditEntry
+from jobs.models import Connection, Job, JobTransition
 from jobs.services import connection_save
 from omlengine.models import EngineUser
 from tests.stack import wait_for
@@ -80,7 +81,7 @@ def test_passwords_and_tokens_appear_in_no_page_api_answer_log_or_audit_entry(de
         ],
         auditor: ["/jobs/", f"/jobs/{job_id}/", "/audit/", "/audit/export.csv"],
         admin: [
-            *("/audit/", "/audit/export.csv", "/analytics/", "/admin/accounts/apitoken/", "/admin/jobs/auditentry/"),
+            *("/audit/", "/audit/export.csv", "/analytics/", "/admin/accounts/apitoken/", "/admin/audit/auditentry/"),
             *("/admin/jobs/connection/", f"/admin/jobs/connection/{connection.pk}/change/"),
         ],
     }

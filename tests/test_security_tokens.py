@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from accounts.models import ApiToken
 from accounts.tokens import token_create, user_for_token
-from jobs.models import AuditEntry, Connection, Job
+from audit.models import AuditEntry
+from jobs.models import Connection, Job
 from jobs.services import job_result_store
 from jobs.states import JobKind, JobState
 

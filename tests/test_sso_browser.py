@@ -10,7 +10,7 @@ from django.contrib.sessions.models import Session
 
 from accounts.models import Membership
 from accounts.tokens import token_create
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
 
 pytestmark = pytest.mark.browser
 

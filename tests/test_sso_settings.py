@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from accounts.role_map import RoleMapEntry, RoleMapError, grants_for, groups_from_claim, parse_role_map
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
 from tests.stack import free_port
 from tests.test_settings_refusals import start
 

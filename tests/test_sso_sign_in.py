@@ -11,7 +11,7 @@ from django.contrib.sessions.models import Session
 
 from accounts.models import ApiToken, Membership, OidcIdentity
 from accounts.tokens import token_create
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
 from tests.support.oidc import sign_in_through_provider
 
 USERS = "omlpy-users"

@@ -27,7 +27,7 @@ def test_an_unknown_time_zone_is_refused_and_nothing_changes(client, analyst):
 
 
 def test_the_audit_page_shows_times_in_the_users_zone_with_the_zone_named(client, make_user):
-    from jobs.audit import audit_record
+    from audit.services import audit_record
 
     admin = make_user("root", is_staff=True, is_superuser=True)
     Profile.objects.create(user=admin, timezone="America/New_York")

@@ -42,7 +42,7 @@ SQLITE_BACKWARD = "DROP TRIGGER IF EXISTS jobs_auditentry_append_only;"
 
 
 def chain_existing_entries(apps, schema_editor):
-    from jobs.audit import GENESIS_HASH, compute_hash
+    from audit.services import GENESIS_HASH, compute_hash
 
     AuditEntry = apps.get_model("jobs", "AuditEntry")
     prev = GENESIS_HASH

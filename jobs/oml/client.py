@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urljoin
 
@@ -121,7 +122,7 @@ def _has_error_message(body: bytes) -> bool:
     return isinstance(data, dict) and "errorMessage" in data and "result" not in data
 
 
-def _send(operation: str, session: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
+def _send(operation: str, session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
     """One call to OML, counted in omlpy_oml_requests_total (each retry urllib3 made as well) and timed in
     omlpy_oml_request_duration_seconds. The code label is the HTTP status, or "error" when none came."""
     started = time.monotonic()
@@ -277,7 +278,7 @@ class OMLClient:
         raise OMLError(f"Authentication failed: {message}", permanent=permanent, http_status=response.status_code)
 
     # --- Requests ---------------------------------------------------------------------------
-    def _request(self, operation: str, method: str, url: str, **kwargs) -> tuple[requests.Response, int]:
+    def _request(self, operation: str, method: str, url: str, **kwargs: Any) -> tuple[requests.Response, int]:
         """One authenticated request; a 401 re-authenticates once and repeats it."""
         for attempt in (1, 2):
             headers = {"Authorization": f"Bearer {self.token(force=attempt == 2)}"}
@@ -461,14 +462,28 @@ class OMLClient:
 
 # --- One client per connection per process ----------------------------------------------------
 
-_clients: dict[tuple, OMLClient] = {}
+_clients: dict[tuple[Any, ...], OMLClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(connection, store: TokenStore | None = None) -> OMLClient:
+class ConnectionRow(Protocol):
+    """What the client reads of a stored connection."""
+
+    pk: Any
+    base_url: str
+    api_version: str
+    username: str
+    updated_at: datetime | None
+
+    def get_password(self) -> str: ...
+
+
+def client_for(connection: ConnectionRow, store: TokenStore | None = None) -> OMLClient:
     """The process's client for a Connection (reused, so that its connection pool is too)."""
     if store is None:
-        from django.core.cache import cache as store
+        from django.core.cache import cache
+
+        store = cache
     key = (connection.pk, connection.base_url, connection.api_version, connection.username, connection.updated_at)
     with _clients_lock:
         client = _clients.get(key)

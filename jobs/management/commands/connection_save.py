@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Team
-from jobs.audit import AuditAction, audit_record
+from audit.services import AuditAction, audit_record
 from jobs.models import Connection
 from jobs.services import connection_save
 

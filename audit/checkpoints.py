@@ -1,6 +1,6 @@
 """Signed checkpoints of the audit chain's head, kept outside the database, and the whole trail's verification.
 
-The chain (jobs.audit) shows any edited, inserted or deleted entry, but a chain cut short still holds. So every
+The chain (audit.services) shows any edited, inserted or deleted entry, but a chain cut short still holds. So every
 AUDIT_CHECKPOINT_INTERVAL seconds a Celery task writes the head as it stands (how many entries, the newest
 one's id and hash, the time) to a file of its own in AUDIT_CHECKPOINT_DIR, signed with an HMAC under the first
 of AUDIT_HMAC_KEYS. Because the head's hash commits to every entry before it, the newest checkpoint vouches for
@@ -28,8 +28,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from .audit import GENESIS_HASH, ChainReport, audit_verify_chain, key_ring
 from .models import AuditEntry
+from .services import GENESIS_HASH, ChainReport, audit_verify_chain, key_ring
 
 FORMAT = "omlpy-audit-checkpoint/1"
 PREFIX = "audit-checkpoint-"
@@ -59,7 +59,7 @@ def _signature(payload: dict[str, Any], key: bytes) -> str:
 
 def _chain_head() -> tuple[int, int, str]:
     """(entries, newest id, newest hash), read in one statement so that all three come from one snapshot.
-    Appends commit in id order (jobs.audit serializes them), so the entries up to that id are the chain."""
+    Appends commit in id order (audit.services serializes them), so the entries up to that id are the chain."""
     table = AuditEntry._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
-from jobs.access import visible_audit_entries
-from jobs.models import AuditEntry
+from audit.models import AuditEntry
+
+from .access import visible_audit_entries
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)

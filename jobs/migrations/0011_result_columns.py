@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0009_idempotency_key'),
+        ('jobs', '0010_auditentry_moves_to_audit_app'),
     ]
 
     operations = [

@@ -1,7 +1,9 @@
+"""The header's links: which parts of the site the signed-in user may open (each app decides its own)."""
+
 from django import template
 
+from audit.access import can_view_audit as _can_view_audit
 from jobs.access import can_submit as _can_submit
-from jobs.access import can_view_audit as _can_view_audit
 from jobs.access import can_view_storage as _can_view_storage
 
 register = template.Library()
@@ -20,10 +22,3 @@ def can_view_storage(user) -> bool:
 @register.filter
 def can_submit(user) -> bool:
     return _can_submit(user)
-
-
-@register.filter
-def urlencode_dict(values: dict) -> str:
-    from urllib.parse import urlencode
-
-    return urlencode(values)

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.audit_checkpoint import audit_verify
+from audit.checkpoints import audit_verify
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@
 `prev_hash` and `key_id` (which key signed it: a digest's prefix, never the key). The keys are never in the
 database, so whoever can write the table can neither edit, insert nor delete an entry in the middle of the chain
 without `audit_verify` naming it, nor re-sign the chain. Removing the newest entries leaves a shorter chain that
-holds: the signed checkpoints of jobs.audit_checkpoint, kept outside the database, catch that.
+holds: the signed checkpoints of audit.checkpoints, kept outside the database, catch that.
 
 Entries written before the chain was keyed have an empty `key_id` and a plain SHA-256 as `entry_hash`; they
 verify as before. The first keyed write after them adds a `chain_keyed` anchor whose HMAC covers their head,
