@@ -176,10 +176,18 @@ class Job(models.Model):
     script_source = models.TextField(blank=True)
     script_sha256 = models.CharField(max_length=64, blank=True)
     script_date = models.CharField(
-        max_length=64, blank=True, default="", db_default="", help_text="The script's date as OML listed it just before the call."
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The script's date as OML listed it just before the call.",
     )
     script_date_at_finish = models.CharField(
-        max_length=64, blank=True, default="", db_default="", help_text="The script's date as OML listed it when the job ended."
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The script's date as OML listed it when the job ended.",
     )
     script_changed = models.BooleanField(
         null=True, blank=True, help_text="The script was replaced while the job ran (None: not checked)."
