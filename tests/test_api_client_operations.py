@@ -176,7 +176,13 @@ def test_compare_names_the_differing_fields_the_timing_and_the_cells(client, ana
     report = client.get(f"/api/v1/jobs/{a.uuid}/compare/{b.uuid}", **bearer).json()
     differing = {row["field"]: (row["a"], row["b"]) for row in report["request"] if row["differs"]}
     assert differing == {"Input (SQL)": ("select * from IRIS", "select * from IRIS x")}
-    assert [row["phase"] for row in report["timing"]] == ["Queue wait", "OML time", "Fetch time", "Total"]
+    assert [row["phase"] for row in report["timing"]] == [
+        "Queue wait",
+        "OML time",
+        "Detection lag (at most)",
+        "Fetch time",
+        "Total",
+    ]
     assert report["result"]["same"] is False
     assert report["result"]["differing_cells"] == 1
     assert report["result"]["diffs"] == [{"row": 1, "key": "", "column": "COUNT", "a": "3", "b": "4"}]
