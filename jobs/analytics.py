@@ -109,19 +109,13 @@ class TrendPoint:
 
 
 def trend_figures(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> tuple[list[TrendPoint], bool]:
-    """p50 and p95 of the duration of succeeded jobs, per script and day, and whether they are approximate.
-
-    One pass over the rollups' buckets decides: the percentiles are exact (from the rows) while none of the
-    window's jobs was purged and at most EXACT_MAX succeeded, else read from the buckets already summed (the
-    count used to take a query of its own, over as many rollups as the buckets: bench/history.py).
-    """
-    if rollups is None:
+    """p50 and p95 of the duration of succeeded jobs, per script and day, and whether they are approximate:
+    exact (from the rows) while `trend_is_exact`, else read from the rollups' buckets. The exactness is
+    decided first, by a sum over the rollups that reads no histogram: a window that is exact then costs no
+    unnesting (an analyst's year: bench/history.py)."""
+    if rollups is None or trend_is_exact(rollups):
         return _trend_from_rows(jobs), False
-    counts = bucket_counts(rollups)
-    succeeded = sum(n for *_, n in counts)
-    if succeeded <= EXACT_MAX and not rollups.filter(state=JobState.SUCCEEDED, purged=True).exists():
-        return _trend_from_rows(jobs), False
-    return _trend_from_counts(counts), True
+    return _trend_from_counts(bucket_counts(rollups)), True
 
 
 def duration_trend(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[TrendPoint]:
