@@ -32,7 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, FloatField, Func, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -40,6 +40,7 @@ from django.utils import timezone
 from .models import Job, JobRollup
 from .rollups import PHASES, bucket_value, weighted_percentile
 from .states import TERMINAL_STATES, JobState
+from .templatetags.jobs_tags import zoned
 from .timing import COLUMNS as PHASE_COLUMNS
 from .timing import job_phases
 
@@ -107,12 +108,23 @@ class TrendPoint:
     p95: float | None
 
 
+def trend_figures(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> tuple[list[TrendPoint], bool]:
+    """p50 and p95 of the duration of succeeded jobs, per script and day, and whether they are approximate:
+    exact (from the rows) while `trend_is_exact`, else read from the rollups' buckets. The exactness is
+    decided first, by a sum over the rollups that reads no histogram: a window that is exact then costs no
+    unnesting (an analyst's year: bench/history.py)."""
+    if rollups is None or trend_is_exact(rollups):
+        return _trend_from_rows(jobs), False
+    return _trend_from_counts(bucket_counts(rollups)), True
+
+
 def duration_trend(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[TrendPoint]:
-    """p50 and p95 of the duration of succeeded jobs, per script and day: exact from the rows while
-    `trend_is_exact`, else from the rollups' buckets."""
+    """The points of trend_figures."""
+    return trend_figures(jobs, rollups)[0]
+
+
+def _trend_from_rows(jobs: QuerySet[Job]) -> list[TrendPoint]:
     succeeded = jobs.filter(state=JobState.SUCCEEDED, finished_at__isnull=False).order_by()
-    if rollups is not None and not trend_is_exact(rollups):
-        return _trend_from_buckets(rollups)
     if connection.vendor == "postgresql":
         duration = EpochSeconds(ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField()))
         rows = (
@@ -145,12 +157,16 @@ def trend_is_exact(rollups: QuerySet[JobRollup]) -> bool:
 
 
 def _trend_from_buckets(rollups: QuerySet[JobRollup]) -> list[TrendPoint]:
+    return _trend_from_counts(bucket_counts(rollups))
+
+
+def _trend_from_counts(counts: list[tuple[str, date, int, int]]) -> list[TrendPoint]:
     groups: dict[tuple[str, date], dict[int, int]] = defaultdict(dict)
-    for script, day, bucket, n in bucket_counts(rollups):
+    for script, day, bucket, n in counts:
         groups[(script, day)][bucket] = groups[(script, day)].get(bucket, 0) + n
     points = []
-    for (script, day), counts in sorted(groups.items()):
-        pairs = [(bucket_value(bucket), n) for bucket, n in sorted(counts.items())]
+    for (script, day), by_bucket in sorted(groups.items()):
+        pairs = [(bucket_value(bucket), n) for bucket, n in sorted(by_bucket.items())]
         n = sum(weight for _, weight in pairs)
         if not n:
             continue
@@ -171,13 +187,19 @@ def bucket_counts(rollups: QuerySet[JobRollup]) -> list[tuple[str, date, int, in
     inner, params = succeeded.query.sql_with_params()
     # The ORM's own statement inside, with its parameters: no text of the request is pasted in.
     statement = (
-        "SELECT r.script_name, (r.hour AT TIME ZONE %s)::date, b.key::integer, SUM(b.value::bigint) "  # noqa: S608
+        "SELECT r.script_name, (r.hour AT TIME ZONE %s)::date, b.key::integer, SUM(b.value::integer)::bigint "  # noqa: S608
         f"FROM ({inner}) AS r(script_name, hour, durations) "
         "CROSS JOIN LATERAL jsonb_each_text(r.durations) AS b GROUP BY 1, 2, 3"
     )
-    with connection.cursor() as cursor:
+    # The planner counts 100 rows for each jsonb_each_text (most rollups hold one bucket): that puts the
+    # statement past the thresholds of JIT compilation and parallel workers, which on a week of a million jobs
+    # cost more than the statement itself (EXPLAIN ANALYZE in bench/history.py: about 130 ms without, 270 to
+    # 400 ms with). Both are turned off for this statement's transaction only.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute(statement, [timezone.get_current_timezone_name(), *params])
-        return [(script, day, bucket, int(n)) for script, day, bucket, n in cursor.fetchall()]
+        return cursor.fetchall()
 
 
 def bucket_counts_in_python(succeeded) -> list[tuple[str, date, int, int]]:
@@ -352,7 +374,8 @@ def gantt(jobs: QuerySet[Job], now: datetime | None = None) -> tuple[datetime | 
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def trend_json(points: list[TrendPoint]) -> dict:
+def trend_json(points: list[TrendPoint], approximate: bool = False) -> dict:
+    """The chart's series, and the table's rows (script, day, jobs, p50, p95)."""
     days = sorted({p.day for p in points})
     scripts = sorted({p.script for p in points})
     index = {(p.script, p.day): p for p in points}
@@ -364,7 +387,12 @@ def trend_json(points: list[TrendPoint]) -> dict:
         for q in ("p50", "p95"):
             values = [getattr(index[(script, d)], q) if (script, d) in index else None for d in days]
             series.append({"script": script, "percentile": q, "values": values, "jobs": jobs[script]})
-    return {"days": [d.isoformat() for d in days], "series": series}
+    return {
+        "days": [d.isoformat() for d in days],
+        "series": series,
+        "rows": [[p.script, p.day.isoformat(), p.jobs, p.p50, p.p95] for p in points],
+        "approximate": approximate,
+    }
 
 
 def phases_json(points: list[PhasePoint]) -> dict:
@@ -379,22 +407,28 @@ def phases_json(points: list[PhasePoint]) -> dict:
 
 
 def outcomes_json(days: list[OutcomeDay]) -> dict:
+    totals = outcome_totals(days)
     return {
         "days": [d.day.isoformat() for d in days],
         "states": [
             {"state": str(s), "label": JobState(s).label, "counts": [d.counts[s] for d in days]} for s in STATE_ORDER
         ],
         "failure_rate": [d.failure_rate for d in days],
+        "totals": [totals[s] for s in STATE_ORDER],
+        "failure_rate_total": failure_rate(totals),
     }
 
 
 def gantt_json(origin: datetime | None, bars: list[GanttBar]) -> dict:
     return {
         "origin": origin.isoformat() if origin else None,
+        "origin_label": zoned(origin),
         "jobs": [
             {
                 "uuid": bar.uuid,
+                "created": zoned(bar.created_at),
                 "label": f"{bar.script} {bar.uuid[:8]}",
+                "script": bar.script,
                 "state": bar.state,
                 "segments": [{"phase": name, "start": start, "end": end} for name, start, end in bar.segments],
             }

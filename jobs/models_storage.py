@@ -160,6 +160,10 @@ class JobRollup(models.Model):
             models.Index(fields=["hour"], name="job_rollup_hour_idx"),
             # analytics of an analyst (their own jobs), over a window
             models.Index(fields=["owner", "hour"], name="job_rollup_owner_hour_idx"),
+            # "was any job of the window purged?" (whether the trend can be exact): the purged part is small, so
+            # this index is too, and the answer no longer reads every rollup of the window (336 ms for an
+            # analyst's year: bench/history.py)
+            models.Index(fields=["hour"], condition=Q(purged=True), name="job_rollup_purged_hour_idx"),
         ]
 
     def __str__(self) -> str:

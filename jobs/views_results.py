@@ -146,27 +146,18 @@ def _filtered_jobs(request):
 @login_required
 @require_GET
 def analytics_page(request):
-    form, jobs, purged = _filtered_jobs(request)
-    status = 400 if form.errors else 200
-    outcome_days = analytics.outcomes(jobs, purged)
-    origin, bars = analytics.gantt(jobs)
+    """The page's shell: the filters and the definitions. Each chart and its table are drawn from their JSON
+    endpoint (analytics_data), so that every figure is computed once per view (bench/history.py)."""
+    form = HistoryFilterForm(request.GET, user=request.user)
     context = {
         "form": form,
         "query": request.GET.urlencode(),
-        "trend_exact": purged is None or analytics.trend_is_exact(purged),
         "exact_max": analytics.EXACT_MAX,
         "zone_name": timezone.get_current_timezone_name(),
-        "trend": analytics.duration_trend(jobs, purged),
-        "phases": analytics.phase_split(jobs, purged),
-        "outcomes": outcome_days,
-        "totals": analytics.outcome_totals(outcome_days),
-        "overall_failure_rate": analytics.failure_rate(analytics.outcome_totals(outcome_days)),
-        "gantt_origin": origin,
-        "gantt": bars,
         "gantt_limit": analytics.GANTT_MAX_JOBS,
         "states": analytics.STATE_ORDER,
     }
-    return render(request, "analytics/index.html", context, status=status)
+    return render(request, "analytics/index.html", context, status=400 if form.errors else 200)
 
 
 @login_required
@@ -177,7 +168,7 @@ def analytics_data(request, chart: str):
         errors = {name: list(messages) for name, messages in form.errors.items()}
         return JsonResponse({"detail": "The filters are not valid.", "errors": errors}, status=400)
     if chart == "trend":
-        data = analytics.trend_json(analytics.duration_trend(jobs, purged))
+        data = analytics.trend_json(*analytics.trend_figures(jobs, purged))
     elif chart == "phases":
         data = analytics.phases_json(analytics.phase_split(jobs, purged))
     elif chart == "outcomes":

@@ -71,6 +71,12 @@ def test_charts_of_one_day_are_legible(live, page, login, analyst):
     assert charts["trend"]["ticks"] == 6  # the six busiest scripts, one bar pair each
     assert_legible(charts)
     assert page.locator("#table-trend tbody tr").count() == 10  # every script in the table
+    # The tables are filled from the charts' own figures: script_0 ran 2, 3 and 4 s.
+    first = page.locator("#table-trend tbody tr").first.locator("td").all_inner_texts()
+    assert [first[0], *first[2:]] == ["script_0", "3", "3.0", "3.9"]
+    total = page.locator("#table-outcomes tr.total").locator("th, td").all_inner_texts()
+    assert total == ["Total", "30", "1", "0", "0", "0.0323"]
+    assert page.locator("#table-gantt tbody tr").count() == 31
 
 
 def test_charts_of_a_year_are_legible(live, page, login, analyst):

@@ -3,6 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from jobs.analytics import percentile
 from jobs.states import JobState
@@ -97,16 +99,35 @@ def test_gantt_places_each_phase_of_each_job_after_the_first_start(client, analy
 
 
 @pytest.mark.django_db
-def test_the_analytics_page_shows_every_figure_as_a_table(client, analyst, jobs):
+def test_each_chart_brings_the_rows_of_its_table(client, analyst, jobs):
     client.force_login(analyst)
-    html = client.get(f"/analytics/?{WINDOW}").content.decode()
-    assert table_rows(html, "table-trend")[1:] == [
-        ["alpha", "2026-03-10", "5", "30.0", "88.0"],
-        ["alpha", "2026-03-11", "2", "15.0", "19.5"],
-        ["beta", "2026-03-10", "1", "7.0", "7.0"],
+    trend = client.get(f"/analytics/trend.json?{WINDOW}").json()
+    assert trend["rows"] == [
+        ["alpha", "2026-03-10", 5, 30.0, 88.0],
+        ["alpha", "2026-03-11", 2, 15.0, 19.5],
+        ["beta", "2026-03-10", 1, 7.0, 7.0],
     ]
-    assert table_rows(html, "table-phases")[1] == ["2026-03-10", "6", "3.5", "27.5", "3.5"]
-    assert table_rows(html, "table-outcomes")[-1] == ["Total", "8", "1", "1", "1", "0.2"]
+    assert trend["approximate"] is False
+    phases = client.get(f"/analytics/phases.json?{WINDOW}").json()
+    assert [phases[name][0] for name in ("days", "jobs", "queue", "oml", "fetch")] == ["2026-03-10", 6, 3.5, 27.5, 3.5]
+    outcomes = client.get(f"/analytics/outcomes.json?{WINDOW}").json()
+    assert outcomes["totals"] == [8, 1, 1, 1]
+    assert outcomes["failure_rate_total"] == 0.2
+    gantt = client.get(f"/analytics/gantt.json?{WINDOW}").json()
+    assert {job["script"] for job in gantt["jobs"]} == {"alpha", "beta"}
+    assert all(job["created"].startswith("2026-03-1") for job in gantt["jobs"])
+
+
+@pytest.mark.django_db
+def test_the_analytics_page_is_a_shell_that_computes_no_figure(client, analyst, jobs):
+    client.force_login(analyst)
+    with CaptureQueriesContext(connection) as queries:
+        html = client.get(f"/analytics/?{WINDOW}").content.decode()
+    # Every figure is computed once, by the JSON endpoint its chart and table are drawn from.
+    assert not [q["sql"] for q in queries.captured_queries if "jobs_job" in q["sql"]]
+    for chart in ("trend", "phases", "outcomes", "gantt"):
+        assert f'data-src="/analytics/{chart}.json?{WINDOW.replace("&", "&amp;")}"' in html
+    assert table_rows(html, "table-trend")[1] == ["Loading…"]
     assert "vendor/chart.umd" in html
     assert "<script>" not in html
 
@@ -127,4 +148,5 @@ def test_the_analytics_page_without_jobs_says_there_is_nothing_to_show(client, a
     html = client.get("/analytics/").content.decode()
     assert "No succeeded jobs match." in html
     assert "No jobs match." in html
-    assert client.get("/analytics/gantt.json").json() == {"origin": None, "jobs": []}
+    assert client.get("/analytics/gantt.json").json() == {"origin": None, "origin_label": "", "jobs": []}
+    assert client.get("/analytics/trend.json").json()["rows"] == []

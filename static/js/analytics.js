@@ -1,5 +1,6 @@
-// Timing charts: each <canvas data-chart="..." data-src="..."> is drawn from its JSON endpoint with Chart.js.
-// The same figures are in the table under each chart.
+// Timing charts: each <canvas data-chart="..." data-src="..."> is drawn from its JSON endpoint with Chart.js,
+// and the table under it is filled from the same answer: the page itself computes no figure, so each is
+// computed once per view.
 (function () {
   "use strict";
 
@@ -162,17 +163,113 @@
     };
   }
 
+  // --- Tables: the same figures as text ---------------------------------------------------------------
+
+  // As the server printed them: a float keeps one decimal at least (30.0), a missing value is a dash.
+  function num(value) {
+    if (value === null || value === undefined) return "\u2014";
+    return Number.isInteger(value) ? value.toFixed(1) : String(value);
+  }
+
+  function cell(row, text, className) {
+    var td = document.createElement("td");
+    if (className) td.className = className;
+    if (text instanceof Node) td.appendChild(text);
+    else td.textContent = text;
+    row.appendChild(td);
+    return td;
+  }
+
+  function fill(table, rows, build) {
+    var body = table.tBodies[0];
+    body.replaceChildren();
+    if (!rows.length) {
+      var empty = document.createElement("tr");
+      cell(empty, table.dataset.empty, "muted").colSpan = table.tHead.rows[0].cells.length;
+      body.appendChild(empty);
+      return;
+    }
+    rows.forEach(function (item) {
+      var tr = document.createElement("tr");
+      build(tr, item);
+      body.appendChild(tr);
+    });
+  }
+
+  var TABLES = {
+    trend: function (data) {
+      document.getElementById("trend-approximate").hidden = !data.approximate;
+      document.getElementById("trend-exact").hidden = !!data.approximate;
+      fill(document.getElementById("table-trend"), data.rows, function (tr, r) {
+        cell(tr, r[0], "mono");
+        cell(tr, r[1]);
+        cell(tr, String(r[2]), "num");
+        cell(tr, num(r[3]), "num");
+        cell(tr, num(r[4]), "num");
+      });
+    },
+    phases: function (data) {
+      fill(document.getElementById("table-phases"), data.days.map(function (day, i) { return i; }), function (tr, i) {
+        cell(tr, data.days[i]);
+        cell(tr, String(data.jobs[i]), "num");
+        ["queue", "oml", "fetch"].forEach(function (name) { cell(tr, num(data[name][i]), "num"); });
+      });
+    },
+    outcomes: function (data) {
+      var table = document.getElementById("table-outcomes");
+      fill(table, data.days.map(function (day, i) { return i; }), function (tr, i) {
+        cell(tr, data.days[i]);
+        data.states.forEach(function (s) { cell(tr, String(s.counts[i]), "num"); });
+        cell(tr, num(data.failure_rate[i]), "num");
+      });
+      var overall = data.failure_rate_total;
+      document.getElementById("overall-failure-rate").textContent =
+        overall === null ? "\u2014" : Math.round(overall * 100) + "\u00a0% (" + num(overall) + ")";
+      if (!data.days.length) return;
+      var total = document.createElement("tr");
+      total.className = "total";
+      var th = document.createElement("th");
+      th.textContent = "Total";
+      total.appendChild(th);
+      data.totals.forEach(function (n) { cell(total, String(n), "num"); });
+      cell(total, num(overall), "num");
+      table.tBodies[0].appendChild(total);
+    },
+    gantt: function (data, canvas) {
+      if (data.origin_label) document.getElementById("gantt-origin").textContent = data.origin_label;
+      var template = canvas.dataset.jobUrl;
+      fill(document.getElementById("table-gantt"), data.jobs, function (tr, job) {
+        var link = document.createElement("a");
+        link.className = "mono";
+        link.href = template.replace("00000000-0000-0000-0000-000000000000", job.uuid);
+        link.textContent = job.uuid.slice(0, 8);
+        cell(tr, link);
+        cell(tr, job.script, "mono");
+        var badge = document.createElement("span");
+        badge.className = "badge state-" + job.state;
+        badge.textContent = job.state;
+        cell(tr, badge);
+        cell(tr, job.created, "nowrap");
+        cell(tr, job.segments.map(function (seg) {
+          return seg.phase + " " + seg.start.toFixed(2) + "\u2013" + seg.end.toFixed(2);
+        }).join("; "), "mono");
+      });
+    },
+  };
+
   var BUILDERS = { trend: trend, phases: phases, outcomes: outcomes, gantt: gantt };
 
   function draw(canvas) {
     var build = BUILDERS[canvas.dataset.chart];
-    if (!build || typeof window.Chart === "undefined") return;
+    if (!build) return;
     fetch(canvas.dataset.src, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
       .then(function (data) {
+        TABLES[canvas.dataset.chart](data, canvas);
+        if (typeof window.Chart === "undefined") return;
         var config = build(data, canvas);
         config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options);
         new window.Chart(canvas, config);
@@ -182,7 +279,7 @@
         canvas.dataset.drawn = "error";
         var note = document.createElement("p");
         note.className = "error";
-        note.textContent = "The chart could not be drawn (" + err.message + "); the table below has the figures.";
+        note.textContent = "The figures could not be read (" + err.message + "); reload the page to try again.";
         canvas.parentNode.after(note);
       });
   }
