@@ -190,7 +190,7 @@ def _sign_in_page(page, base_url: str) -> None:
     assert "/accounts/login/" not in page.url
 
 
-def _page_paths(production: ProductionStack, job_uuids: list[str]) -> list[str]:
+def _page_paths(production: ProductionStack, job_uuids: list[str], ids: dict[str, str]) -> list[str]:
     """Every route production's URL resolver has, as concrete paths: a job's uuid in each job route, every
     alternative of a regex route (each download format, each chart), the admin by its model registry, and of the
     API its docs page."""
@@ -207,18 +207,21 @@ def _page_paths(production: ProductionStack, job_uuids: list[str]) -> list[str]:
     queries = {"jobs/compare/": f"?a={job_uuids[0]}&b={job_uuids[1]}"}
     concrete = {"/api/v1/docs", "/admin/"}
     for route in found["routes"]:
-        concrete.update("/" + path + queries.get(path, "") for path in _expand(route, job_uuids[0]))
+        concrete.update("/" + path + queries.get(path, "") for path in _expand(route, job_uuids[0], ids))
     concrete.update(f"/admin/{model}/" for model in found["admin_models"])
     return sorted(concrete)
 
 
-def _expand(regex: str, job_uuid: str) -> list[str]:
-    """Concrete paths for a route's regex: named groups filled, alternatives each taken."""
+def _expand(regex: str, job_uuid: str, ids: dict[str, str]) -> list[str]:
+    """Concrete paths for a route's regex: named groups filled (`ids` names objects that exist), alternatives each
+    taken."""
     group = re.search(r"\(\?P<(?P<name>\w+)>(?P<body>[^()]*)\)", regex)
     if group is None:
         return [regex.replace("\\", "")]
     name, body = group["name"], group["body"]
-    if "uuid" in name:
+    if name in ids:
+        choices = [ids[name]]
+    elif "uuid" in name:
         choices = [job_uuid]
     elif re.fullmatch(r"[\w|-]+", body):
         choices = body.split("|")
@@ -227,7 +230,7 @@ def _expand(regex: str, job_uuid: str) -> list[str]:
     else:
         choices = ["x"]
     head, tail = regex[: group.start()], regex[group.end() :]
-    return [path for choice in choices for path in _expand(head + choice + tail, job_uuid)]
+    return [path for choice in choices for path in _expand(head + choice + tail, job_uuid, ids)]
 
 
 def test_every_page_answers_over_https_without_an_error_or_a_policy_violation(production, browser, finished_jobs, api):
@@ -244,7 +247,14 @@ def test_every_page_answers_over_https_without_an_error_or_a_policy_violation(pr
         cookies = {c["name"]: c["value"] for c in context.cookies()}
         raw = https_session(production)
         raw.cookies.update(cookies)
-        for path in _page_paths(production, finished_jobs):
+        # A notification rule of the admin's, so that the rule's own pages have something to show.
+        rule = api.post(
+            f"{production.base_url}/api/v1/notification-rules",
+            json={"events": ["failed"], "channel": "inapp", "scope": "mine"},
+            timeout=20,
+        )
+        assert rule.status_code == 201, rule.text
+        for path in _page_paths(production, finished_jobs, {"rule_id": str(rule.json()["id"])}):
             url = production.base_url + path
             probe = raw.get(url, timeout=30, allow_redirects=False, stream=True)
             probe.close()
