@@ -7,7 +7,6 @@ import contextlib
 import io
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -273,6 +272,17 @@ def _pinned_rows(pinned: list[Job]) -> dict:
     }
 
 
+HOLD_SQLITE_WRITES = """
+import sqlite3, sys
+held = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+held.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.read()
+held.rollback()
+held.close()
+"""
+
+
 @contextlib.contextmanager
 def writes_held():
     """Hold the tally's writes from another connection, so that a purge's batch stops at its first write to it.
@@ -282,11 +292,23 @@ def writes_held():
     """
     url = database_url()
     if url.startswith("sqlite"):
-        held = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30, isolation_level=None)
-        held.execute("BEGIN IMMEDIATE")
-    else:
-        held = psycopg.connect(url)
-        held.execute(f"LOCK TABLE {JobTally._meta.db_table} IN SHARE MODE")
+        # In a process of its own: a second connection opened and closed in this process would drop the locks
+        # SQLite holds on the file for the suite's own connection (POSIX locks belong to the process).
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_SQLITE_WRITES, url.removeprefix("sqlite:///")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            yield holder
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=30)
+        return
+    held = psycopg.connect(url)
+    held.execute(f"LOCK TABLE {JobTally._meta.db_table} IN SHARE MODE")
     try:
         yield held
     finally:
