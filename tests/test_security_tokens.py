@@ -18,6 +18,8 @@ from audit.models import AuditEntry
 from jobs.models import Connection, Job
 from jobs.services import job_result_store
 from jobs.states import JobKind, JobState
+from notifications.models import NotificationRule
+from notifications.services import RuleInput, rule_create
 
 
 def _create(client, name="ci"):
@@ -187,11 +189,15 @@ def test_a_read_only_token_reads_everything_and_is_refused_every_write(live, ana
     assert {p for _, p in writes} >= {"/api/v1/jobs", "/api/v1/jobs/{job_id}/cancel", "/api/v1/jobs/{job_id}/rerun"}
     assert {p for _, p in reads} >= {"/api/v1/jobs/{job_id}/result", "/api/v1/connections/{connection_id}/scripts"}
     job_result_store(job_id=job.pk, chunks=[b'{"result": 1}'], content_type="application/json")
+    # A notification rule of the analyst's, for the rule paths to name.
+    rule, _ = rule_create(user=analyst, data=RuleInput(events=["failed"], channel="inapp"))
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {read_only}"
     wrong = []
     for method, template in reads + writes:
-        url = live.url(template.format(job_id=job.uuid, other_id=job.uuid, fmt="csv", connection_id=conn.pk))
+        url = live.url(
+            template.format(job_id=job.uuid, other_id=job.uuid, fmt="csv", connection_id=conn.pk, rule_id=rule.pk)
+        )
         body = {"kind": "do_eval", "script": "return_df"} if method != "GET" else None
         response = session.request(method, url, json=body, timeout=30)
         if method == "GET" and response.status_code != 200:
@@ -201,6 +207,7 @@ def test_a_read_only_token_reads_everything_and_is_refused_every_write(live, ana
     assert wrong == []
     assert Job.objects.count() == 1
     assert Job.objects.get().state == JobState.SUBMITTING
+    assert NotificationRule.objects.get().pk == rule.pk
     assert Job.objects.get().cancel_requested_at is None
     # The same write with a read-write token goes through.
     created = requests.post(
