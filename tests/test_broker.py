@@ -9,9 +9,12 @@ from omlpy_dashboard import broker
 from omlpy_dashboard.celery import app
 
 
-def test_the_default_broker_url_uses_the_atomic_transport_and_other_schemes_keep_kombus_own():
-    assert app.conf.broker_url.startswith("atomicfs://")
+def test_the_atomic_transport_has_its_own_alias_and_other_schemes_keep_kombus_own():
+    assert app.conf.broker_url  # the app is configured, so the alias is registered in this process
     assert resolve_transport("atomicfs") is broker.Transport
+    assert broker.is_file_broker("atomicfs://")
+    assert broker.is_file_broker("filesystem://")
+    assert not broker.is_file_broker("redis://127.0.0.1:6379/0")
     assert resolve_transport("filesystem") is filesystem.Transport
     assert resolve_transport("redis") is redis.Transport
 
