@@ -47,6 +47,8 @@ class AuditAction:
     """The actions the trail records (the audit page's filter lists them)."""
 
     SUBMIT = "submit"
+    # A worker sent the job to OML: the script that ran (name, sha256, OML's date for it).
+    SENT_TO_OML = "sent_to_oml"
     CANCEL = "cancel"
     RERUN = "rerun"
     CLONE = "clone"

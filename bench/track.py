@@ -387,6 +387,19 @@ def make_rules(user, count: int):
     return receiver
 
 
+def oml_requests_per_job(jobs: int) -> dict[str, float]:
+    """omlpy_oml_requests_total per job by operation, from the counters every process flushed (the worker's
+    requests: the bench process itself sends none to OML)."""
+    from metrics.models import MetricCounter
+
+    by_operation: dict[str, float] = {}
+    for labels, value in MetricCounter.objects.filter(name="omlpy_oml_requests_total").values_list("labels", "value"):
+        operation = json.loads(labels).get("operation", "")
+        by_operation[operation] = by_operation.get(operation, 0.0) + value
+    by_operation["all"] = sum(by_operation.values())
+    return {operation: round(value / max(jobs, 1), 3) for operation, value in sorted(by_operation.items())}
+
+
 def summarise(jobs, engine_finish: dict) -> dict:
     lags = []
     polls = []
@@ -492,8 +505,6 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=120.0, help="seconds allowed after the last due time")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--pg-database", default="", help="--db postgres: the database to create and drop")
-    parser.add_argument("--broker-db", type=int, default=11, help="--db postgres: Redis DB of the broker")
-    parser.add_argument("--cache-db", type=int, default=12, help="--db postgres: Redis DB of the cache")
     parser.add_argument("--rules", type=int, default=0, help="notification rules of the jobs' owner")
     args = parser.parse_args()
 
@@ -637,6 +648,8 @@ def main() -> None:
             "machine_busy_cpu_seconds": round(sampler.machine_busy_seconds(), 1),
             "worker_cpu_ms_per_job": round(sum(sampler.worker_cpu.values()) * 1000 / max(len(jobs), 1), 2),
             "notification_rules": args.rules,
+            # Requests the worker sent to OML per job, by operation (submit, status, result, scripts, token...).
+            "oml_requests_per_job": oml_requests_per_job(len(jobs)),
         }
         if args.rules:
             from notifications.models import Notification

@@ -27,8 +27,6 @@ from .api_docs import VendoredSwagger
 from .api_schema import ExportFilters, JobFilters, refusals, request_object
 from .history_export import history_export_response
 from .models import Job
-from .oml.client import client_for
-from .oml.errors import OMLError
 from .pins import pin_of
 
 # The largest id the database stores (64-bit); a bigger number is refused as invalid, not sent to the database.
@@ -455,8 +453,8 @@ def list_connections(request):
 def list_scripts(request, connection_id: int = Path(..., ge=1, le=MAX_ID)):
     connection = access.connection_for_user(request.user, connection_id)
     try:
-        return client_for(connection).scripts()
-    except OMLError as exc:
+        return selectors.scripts_for_picker(connection)
+    except selectors.ScriptListUnavailable as exc:
         raise HttpError(502, f"OML did not list its scripts: {exc}") from None
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import tempfile
 import threading
@@ -18,18 +17,20 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.services import AuditAction, audit_record
 from metrics import recorder
 from omlpy_dashboard.fastsql import model_columns, model_from_row
 from omlpy_dashboard.logs import log_bind, log_context
 
 from . import hooks, polling
 from .models import Connection, Job, JobTransition
-from .oml.client import OMLClient, client_for
+from .oml.client import OMLClient, body_error, client_for
 from .oml.errors import OMLError
 from .services import job_result_store, job_transition, job_update_polling
 from .states import JobState
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 S = JobState
 STATUS_500_MARK = "OML answered 500 on the status URL; asking once more before calling the job failed."
-# Bodies up to this size are looked at for an errorMessage: error bodies are small.
+# The head of a result read to look for an error answer in it (jobs.oml.client.body_error judges it).
 ERROR_BODY_LIMIT = 1024 * 1024
 FETCH_ATTEMPTS = 3
 
@@ -50,7 +51,7 @@ def _now():
 
 
 def _client(job: Job) -> OMLClient:
-    return client_for(job.connection)
+    return client_for(job.connection.oml_connection())
 
 
 # --- Submit -----------------------------------------------------------------------------------
@@ -76,17 +77,14 @@ def _job_in_state(job_id: int, state: str) -> Job | None:
 
 
 def _listed_script(job: Job, client: OMLClient) -> dict | None:
-    """The job's script as OML lists it at this moment (never a cached list: what runs is what is listed
-    now), or None when the list cannot be read or does not show it."""
+    """The job's script as OML lists it at this moment (a list read sent after this call began, which jobs
+    starting or finishing together share; never a cached list: what runs is what is listed now), or None
+    when the list cannot be read or does not show it."""
     try:
-        scripts = client.scripts()
+        return client.listed_script(job.script_name, job.script_owner)
     except OMLError as exc:
         logger.info("job %s: the script list could not be read (%s)", job.pk, exc)
         return None
-    for item in scripts:
-        if item["name"] == job.script_name and (not job.script_owner or item["owner"] == job.script_owner):
-            return item
-    return None
 
 
 def _script_snapshot(job: Job, client: OMLClient) -> dict:
@@ -102,19 +100,40 @@ def _script_snapshot(job: Job, client: OMLClient) -> dict:
 
 
 def _script_check(job: Job, client: OMLClient) -> dict:
-    """At the finish: the script's date listed now, and whether the script changed since the snapshot (its
-    date or its source differ). Nothing when no snapshot was taken or the list cannot be read now."""
+    """At the finish: the script's date listed now, and whether it differs from the snapshot's (OML dates a
+    script when it is replaced). Only the date is read; a server that lists no dates has the source compared
+    instead. Nothing when no snapshot was taken or the list cannot be read now."""
     if not (job.script_date or job.script_sha256):
         return {}
     item = _listed_script(job, client)
     if item is None:
         return {}
     date = (item.get("date") or "")[:64]
-    source = item.get("script") or ""
-    changed = (bool(job.script_date) and date != job.script_date) or (
-        bool(job.script_sha256) and bool(source) and hashlib.sha256(source.encode()).hexdigest() != job.script_sha256
-    )
+    if job.script_date:
+        changed = date != job.script_date
+    else:
+        source = item.get("script") or ""
+        changed = bool(source) and hashlib.sha256(source.encode()).hexdigest() != job.script_sha256
     return {"script_date_at_finish": date, "script_changed": changed}
+
+
+def _audit_sent(job: Job, snapshot: dict) -> None:
+    """The submission's audit entry for what OML was sent: the script by name, owner, sha256 and OML's date,
+    the job's own snapshot (empty when OML did not list the script). Written with the move that records it."""
+    owner = get_user_model().objects.filter(pk=job.owner_id).only("pk", "username").first()
+    audit_record(
+        action=AuditAction.SENT_TO_OML,
+        actor=owner,
+        target_type="job",
+        target_id=str(job.uuid),
+        details={
+            "kind": job.kind,
+            "script": job.script_name,
+            "script_owner": job.script_owner,
+            "script_sha256": snapshot.get("script_sha256", ""),
+            "script_date": snapshot.get("script_date", ""),
+        },
+    )
 
 
 def expectation_for(job: Job) -> polling.Expectation | None:
@@ -178,19 +197,24 @@ def submit(job_id: int) -> None:
     now = _now()
     target = S.SUBMITTING if job.async_flag else S.RUNNING
     learned = {"expected_seconds": expected.median, "expected_spread": expected.spread} if expected else {}
-    if not job_transition(
-        job_id=job.pk,
-        to_state=target,
-        expected=[S.QUEUED],
-        reason="sending to OML",
-        # The timeline keeps which version of the script was sent, beside the job's own snapshot.
-        detail={key: snapshot[key] for key in ("script_sha256", "script_date") if snapshot.get(key)},
-        at=now,
-        submitted_at=now,
-        call_signature=job.call_signature,
-        **snapshot,
-        **learned,
-    ):
+    with transaction.atomic():
+        moved = job_transition(
+            job_id=job.pk,
+            to_state=target,
+            expected=[S.QUEUED],
+            reason="sending to OML",
+            # The timeline keeps which version of the script was sent, beside the job's own snapshot.
+            detail={key: snapshot[key] for key in ("script_sha256", "script_date") if snapshot.get(key)},
+            at=now,
+            submitted_at=now,
+            call_signature=job.call_signature,
+            **snapshot,
+            **learned,
+        )
+        if moved:
+            # The audit trail says what was sent, from the same snapshot, in the same transaction.
+            _audit_sent(job, snapshot)
+    if not moved:
         return
     try:
         answer = client.submit(job.kind_path, job.script_name, job.script_owner, job.oml_body())
@@ -297,24 +321,18 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
             spool.write(piece)
             size += len(piece)
         spool.seek(0)
-        head = spool.read(ERROR_BODY_LIMIT + 1)
-        if len(head) <= ERROR_BODY_LIMIT:
-            # A small body may be an error in disguise: OML's errorMessage inside a 200.
-            try:
-                data = json.loads(head) if head else None
-            except ValueError:
-                data = None
-            if isinstance(data, dict) and "errorMessage" in data and "result" not in data:
-                message = str(data.get("errorMessage"))
-                return job_transition(
-                    job_id=job.pk,
-                    to_state=S.FAILED,
-                    expected=[from_state],
-                    reason=f"OML reported an error: {message}"[:500],
-                    http_status=http_status,
-                    latency_ms=latency_ms,
-                    last_error=message,
-                )
+        # A small body may be an error in disguise: OML's errorMessage inside a 200.
+        message = body_error(spool.read(ERROR_BODY_LIMIT + 1))
+        if message is not None:
+            return job_transition(
+                job_id=job.pk,
+                to_state=S.FAILED,
+                expected=[from_state],
+                reason=f"OML reported an error: {message}"[:500],
+                http_status=http_status,
+                latency_ms=latency_ms,
+                last_error=message,
+            )
 
         def reread():
             spool.seek(0)

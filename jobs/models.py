@@ -1,4 +1,5 @@
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection as db_connection
@@ -7,6 +8,9 @@ from django.db.models import F, Q
 
 from .models_storage import JobPin, JobRollup, JobTally, RetentionPolicy, ScriptStats
 from .states import ACTIVE_STATES, TERMINAL_STATES, JobKind, JobState, ServiceLevel
+
+if TYPE_CHECKING:
+    from .oml.client import ConnectionInfo
 
 __all__ = [
     "Connection",
@@ -90,6 +94,34 @@ class Connection(models.Model):
 
         return decrypt(self.password_encrypted)
 
+    def oml_connection(self) -> "ConnectionInfo":
+        """What the OML client is given of this connection: plain values, the deployment's timeouts with them.
+        The token's key changes when the connection is saved, so that new credentials get a new token."""
+        from .oml.client import ConnectionInfo
+
+        # The sweep asks for every poll: the password is decrypted once per saved version of the connection.
+        timeouts = (settings.OML_CONNECT_TIMEOUT, settings.OML_READ_TIMEOUT, settings.OML_GET_RETRIES)
+        known = (self.pk, self.updated_at, self.base_url, self.api_version, self.username, self.password_encrypted)
+        info = _OML_CONNECTIONS.get(known + timeouts)
+        if info is None:
+            info = ConnectionInfo(
+                key=f"{self.pk}:{self.updated_at.timestamp() if self.updated_at else 0}",
+                base_url=self.base_url,
+                api_version=self.api_version,
+                username=self.username,
+                password=self.get_password(),
+                connect_timeout=timeouts[0],
+                read_timeout=timeouts[1],
+                get_retries=timeouts[2],
+            )
+            if len(_OML_CONNECTIONS) > 256:
+                _OML_CONNECTIONS.clear()
+            _OML_CONNECTIONS[known + timeouts] = info
+        return info
+
+
+# Connection.oml_connection's answers in this process, by the stored values they come from.
+_OML_CONNECTIONS: dict[tuple, "ConnectionInfo"] = {}
 
 _ACTIVE = Q(state__in=sorted(ACTIVE_STATES))
 
@@ -279,6 +311,14 @@ class Job(models.Model):
     @property
     def kind_path(self) -> str:
         return JobKind(self.kind).path
+
+    def oml_url(self) -> str:
+        """The URL this job's call is POSTed to (the OML client knows OML's URLs)."""
+        from .oml.client import run_url
+
+        return run_url(
+            self.connection.base_url, self.connection.api_version, self.kind_path, self.script_name, self.script_owner
+        )
 
     def oml_body(self) -> dict:
         """The JSON body sent to OML for this job, with only the fields that were set."""

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import uuid as uuid_lib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 
 from .access import visible_jobs
-from .models import Job, JobPin, JobTransition
+from .models import Connection, Job, JobPin, JobTransition
 from .states import TERMINAL_STATES
 from .timing import job_phases
 
@@ -317,3 +320,42 @@ def job_history_all(user, filters: HistoryFilters, *, sort: str = "newest") -> I
 def jobs_by_uuids(user, uuids) -> list[HistoryRow]:
     """The rows of the jobs among `uuids` that `user` may see, in one query (the history page's live rows)."""
     return history_rows(visible_jobs(user).filter(uuid__in=list(uuids)))
+
+
+# --- Script lists for the pickers -----------------------------------------------------------------
+
+
+class ScriptListUnavailable(Exception):
+    """OML did not list the scripts of a connection; the message is OML's answer or why it did not come."""
+
+
+def _script_list_key(connection: Connection) -> str:
+    # Any change to the connection (its URL, version, user or password) names a new list.
+    stored = f"{connection.pk}|{connection.updated_at.isoformat() if connection.updated_at else ''}|"
+    stored += f"{connection.base_url}|{connection.api_version}|{connection.username}"
+    return f"scripts:{hashlib.sha256(stored.encode()).hexdigest()[:32]}"
+
+
+def scripts_for_picker(connection: Connection) -> list[dict]:
+    """The scripts OML lists for `connection` (name, owner, description, date, script), in OML's order, for
+    the pickers of the compose form and the API: reused for SCRIPT_LIST_CACHE_SECONDS. A failure is not kept,
+    so the next ask tries OML again. What a job runs is never read from here (jobs.lifecycle reads OML's list
+    just before each POST). Raises ScriptListUnavailable."""
+    from .oml.client import client_for
+    from .oml.errors import OMLError
+
+    key = _script_list_key(connection)
+    lifetime = settings.SCRIPT_LIST_CACHE_SECONDS
+    if lifetime > 0:
+        with contextlib.suppress(Exception):  # the cache is an optimisation: its outage asks OML instead
+            kept = cache.get(key)
+            if isinstance(kept, list):
+                return kept
+    try:
+        scripts = client_for(connection.oml_connection()).scripts()
+    except OMLError as exc:
+        raise ScriptListUnavailable(str(exc)) from None
+    if lifetime > 0:
+        with contextlib.suppress(Exception):
+            cache.set(key, scripts, timeout=lifetime)
+    return scripts

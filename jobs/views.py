@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
-from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import messages
@@ -45,7 +44,15 @@ from .history_export import history_export_response
 from .models import Connection, Job, JobResult
 from .pins import pin_of
 from .polling import poll_log_rows
-from .selectors import DEFAULT_WINDOW, job_durations, job_history_sorted, job_timeline, jobs_by_uuids
+from .selectors import (
+    DEFAULT_WINDOW,
+    ScriptListUnavailable,
+    job_durations,
+    job_history_sorted,
+    job_timeline,
+    jobs_by_uuids,
+    scripts_for_picker,
+)
 from .services import job_cancel, job_create, job_rerun, result_read_all
 from .specs import HELP, parse_job_request, spec_as_request
 from .states import JobKind, ServiceLevel
@@ -277,13 +284,8 @@ def _connection_or_default(user, value) -> Connection | None:
 
 def _list_scripts(connection: Connection) -> tuple[list[dict], str]:
     try:
-        from .oml.client import client_for
-        from .oml.errors import OMLError
-    except ImportError:
-        return [], "Listing scripts is not available yet; type the script's name."
-    try:
-        scripts = client_for(connection).scripts()
-    except OMLError as exc:
+        scripts = scripts_for_picker(connection)
+    except ScriptListUnavailable as exc:
         return [], f"Could not list the scripts of {connection.name}: {exc}. Type the script's name instead."
     return sorted(scripts, key=lambda s: (s.get("name", "").lower(), s.get("owner", ""))), ""
 
@@ -309,13 +311,7 @@ def compose_preview(request):
 
 def request_preview(job: Job) -> dict:
     """Method, URL, headers and body of the POST that submits `job` to OML; the token shown as <token>."""
-    connection = job.connection
-    url = (
-        f"{connection.base_url.rstrip('/')}/oml/api/py-scripts/{connection.api_version}/"
-        f"{job.kind_path}/{quote(job.script_name, safe='')}"
-    )
-    if job.script_owner:
-        url += f"/{quote(job.script_owner, safe='')}"
+    url = job.oml_url()
     body = job.oml_body()
     compact = json.dumps(body, separators=(",", ":"))
     headers = [("Authorization", "Bearer <token>"), ("Content-Type", "application/json")]

@@ -454,6 +454,11 @@ if RETENTION_PURGE_INTERVAL <= 0 or RETENTION_PURGE_BATCH < 1 or RETENTION_PURGE
 
 # Scripts the compose form's picker never lists (benchmark-only ones); they still run when named.
 SCRIPT_PICKER_HIDDEN = env.list("SCRIPT_PICKER_HIDDEN", default=["timer"])
+# How long the pickers (compose form, API) reuse a connection's script list; 0 asks OML every time. What a job
+# runs is never read from it: a worker reads the list just before each POST.
+SCRIPT_LIST_CACHE_SECONDS = env.float("SCRIPT_LIST_CACHE_SECONDS", default=30.0)
+if SCRIPT_LIST_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("SCRIPT_LIST_CACHE_SECONDS must be 0 or more.")
 
 # --- Notifications ------------------------------------------------------------------------------
 # The dashboard's own address, for the links notifications carry (e.g. https://omlpy.example.com).

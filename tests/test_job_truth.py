@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from audit.models import AuditEntry
+from audit.services import AuditAction, audit_verify_chain
 from jobs.models import Job, ScriptStats
 from jobs.polling import poll_log_append, poll_log_entry, poll_log_rows
 from jobs.services import job_rerun
@@ -199,7 +201,12 @@ VERSION = (
 )
 
 
-def test_a_script_edited_and_re_run_within_a_second_records_the_new_body(live, analyst):
+def sent_entry(job: Job) -> AuditEntry:
+    """The audit entry of the job's submission that says what OML was sent."""
+    return AuditEntry.objects.get(action=AuditAction.SENT_TO_OML, target_id=str(job.uuid))
+
+
+def test_a_script_edited_and_re_run_within_a_second_records_the_new_body(live, analyst, client):
     first_sha = register("truth_probe", VERSION.format(n=1))
     first = wait_terminal(submit(analyst, kind="do_eval", script="truth_probe"))
     assert first.state == JobState.SUCCEEDED
@@ -216,6 +223,28 @@ def test_a_script_edited_and_re_run_within_a_second_records_the_new_body(live, a
     assert rerun.script_date > first.script_date
     assert rerun.script_changed is False
     assert (rerun.finished_at - first.finished_at) < timedelta(seconds=60)
+
+    # The audit trail says the same as each job: the snapshot it was sent with, written by the worker.
+    for job, sha in ((first, first_sha), (rerun, second_sha)):
+        entry = sent_entry(job)
+        assert entry.details == {
+            "kind": "do_eval",
+            "script": "truth_probe",
+            "script_owner": "",
+            "script_sha256": sha,
+            "script_date": job.script_date,
+        }
+        assert entry.actor_username == analyst.username
+        assert entry.target_type == "job"
+    assert audit_verify_chain().ok
+
+    # The compare page shows each job's snapshot: the two bodies differ.
+    client.force_login(analyst)
+    page = client.get("/jobs/compare/", {"a": str(first.uuid), "b": str(rerun.uuid)}).content.decode()
+    row = page.split("Script source (sha256)", 1)[1].split("</tr>", 1)[0]
+    assert first_sha in row
+    assert second_sha in row
+    assert "differs" in row
 
 
 def test_a_script_replaced_while_its_job_runs_is_flagged_on_the_job_page(live, analyst, client):

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urljoin
 
@@ -34,6 +33,8 @@ SCRIPTS_ROOT = "/oml/api/py-scripts"
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 # Oracle answers this when no compute is free instead of queueing the call.
 RESOURCE_BUSY = re.compile(r"unable to reserve .*resource", re.IGNORECASE)
+# Bodies up to this size are looked at for an errorMessage: error bodies are small.
+ERROR_BODY_LIMIT = 1024 * 1024
 ELAPSED_RE = re.compile(r"^\s*(?:(\d+)\s+days?,?\s*)?(\d+):(\d{2}):(\d{2}(?:\.\d+)?)\s*$")
 
 
@@ -49,11 +50,17 @@ class TokenStore(Protocol):
 
 @dataclass(frozen=True)
 class ConnectionInfo:
+    """One OML service as one user, as plain values: where it is, who calls it, and how long to wait for it.
+    `key` names the token in the shared store; a change to any field makes a new client."""
+
     key: str
     base_url: str
     api_version: str
     username: str
     password: str = field(repr=False)
+    connect_timeout: float
+    read_timeout: float
+    get_retries: int
 
 
 @dataclass(frozen=True)
@@ -113,14 +120,29 @@ def error_message(body: bytes | str, fallback: str) -> str:
     return (text.strip() or fallback)[:4000]
 
 
-def _has_error_message(body: bytes) -> bool:
-    if not body or b"errorMessage" not in body[:65536]:
-        return False
+def body_error(body: bytes) -> str | None:
+    """OML's errorMessage when `body` is an error answer (a JSON object with errorMessage and no result),
+    even one that came with a 200; None for anything else. Error bodies are small: a body over
+    ERROR_BODY_LIMIT is never one."""
+    if not body or len(body) > ERROR_BODY_LIMIT or b"errorMessage" not in body:
+        return None
     try:
         data = json.loads(body)
     except ValueError:
-        return False
-    return isinstance(data, dict) and "errorMessage" in data and "result" not in data
+        return None
+    if isinstance(data, dict) and "errorMessage" in data and "result" not in data:
+        return str(data["errorMessage"])
+    return None
+
+
+def _has_error_message(body: bytes) -> bool:
+    return body_error(body) is not None
+
+
+def run_url(base_url: str, api_version: str, kind_path: str, script: str, owner: str = "") -> str:
+    """The URL a call of `script` is POSTed to: {base}/oml/api/py-scripts/{ver}/{kind}/{script}[/{owner}]."""
+    url = f"{base_url.rstrip('/')}{SCRIPTS_ROOT}/{api_version}/{kind_path}/{quote(script, safe='')}"
+    return f"{url}/{quote(owner, safe='')}" if owner else url
 
 
 def _send(operation: str, session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -141,7 +163,7 @@ def _send(operation: str, session: requests.Session, method: str, url: str, **kw
     return response
 
 
-def _session(pool_size: int, base_url: str) -> requests.Session:
+def _session(pool_size: int, base_url: str, retries: int) -> requests.Session:
     session = requests.Session()
     # The environment (proxies for this server, a CA bundle) is read once here. By default requests reads
     # it again on every request, which was a twentieth of a sweep's CPU.
@@ -152,10 +174,10 @@ def _session(pool_size: int, base_url: str) -> requests.Session:
     session.trust_env = False
     # GET and DELETE are idempotent: retry them on connection errors and overload answers. POST never.
     retry = Retry(
-        total=settings.OML_GET_RETRIES,
-        connect=settings.OML_GET_RETRIES,
-        read=settings.OML_GET_RETRIES,
-        status=settings.OML_GET_RETRIES,
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
         backoff_factor=0.3,
         backoff_max=5,
         status_forcelist=sorted(TRANSIENT_STATUSES),
@@ -176,17 +198,21 @@ class OMLClient:
     def __init__(self, info: ConnectionInfo, store: TokenStore, *, pool_size: int = 16):
         self.info = info
         self.store = store
-        self.session = _session(pool_size, info.base_url)
+        self.session = _session(pool_size, info.base_url, info.get_retries)
         # POSTs travel on connections of their own, each used once. A pooled keep-alive connection that the
         # server is closing at that moment fails with a reset that cannot tell whether the request arrived,
         # and OML has no idempotency key, so such a submission could only end "outcome unknown". A fresh
         # connection fails, if at all, while connecting: before anything was sent, so safe to try again.
-        self._post_session = _session(pool_size, info.base_url)
+        self._post_session = _session(pool_size, info.base_url, info.get_retries)
         self._token_lock = threading.Lock()
         # This process's copy of the last token: used while it is valid (the shared store is read only when
         # it is about to expire), and while the shared store cannot be reached.
         self._local_token: dict | None = None
-        self.timeout = (settings.OML_CONNECT_TIMEOUT, settings.OML_READ_TIMEOUT)
+        self.timeout = (info.connect_timeout, info.read_timeout)
+        # Script list reads that callers share (scripts_now).
+        self._list_lock = threading.Lock()
+        self._list_in_flight: _ListRound | None = None
+        self._list_waiting: _ListRound | None = None
 
     # --- URLs -------------------------------------------------------------------------------
     @property
@@ -194,8 +220,7 @@ class OMLClient:
         return f"{self.info.base_url.rstrip('/')}{SCRIPTS_ROOT}/{self.info.api_version}"
 
     def run_url(self, kind_path: str, script: str, owner: str = "") -> str:
-        url = f"{self.root}/{kind_path}/{quote(script, safe='')}"
-        return f"{url}/{quote(owner, safe='')}" if owner else url
+        return run_url(self.info.base_url, self.info.api_version, kind_path, script, owner)
 
     def absolute(self, url: str) -> str:
         return urljoin(f"{self.info.base_url.rstrip('/')}/", url)
@@ -429,8 +454,8 @@ class OMLClient:
             return response.status_code
         raise self._error(response.status_code, response.content)
 
-    def scripts(self) -> list[dict]:
-        """The scripts the user may run: name, owner, description, date, script (source)."""
+    def _script_items(self) -> list[dict]:
+        """One GET of the script list: its items as OML sent them (objects with a name, keys in any case)."""
         try:
             response, _ = self._request("scripts", "GET", f"{self.root}/scripts")
         except requests.RequestException as exc:
@@ -444,60 +469,111 @@ class OMLClient:
         items = data.get("result") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise OMLError("OML sent a script list of an unknown shape.", permanent=False, http_status=200)
+        return [item for item in items if isinstance(item, dict)]
+
+    def scripts(self) -> list[dict]:
+        """The scripts the user may run: name, owner, description, date, script (source)."""
         scripts = []
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            lowered = {str(key).lower(): value for key, value in item.items()}
-            if not lowered.get("name"):
-                continue
-            scripts.append(
-                {
-                    "name": str(lowered.get("name")),
-                    "owner": str(lowered.get("owner") or ""),
-                    "description": str(lowered.get("description") or ""),
-                    "date": str(lowered.get("date") or ""),
-                    "script": str(lowered.get("script") or ""),
-                }
-            )
+        for item in self._script_items():
+            listed = _script_entry(item)
+            if listed is not None:
+                scripts.append(listed)
         return scripts
+
+    def scripts_now(self) -> list[dict]:
+        """The raw items of a script list read sent after this call began: what OML lists now, never an
+        earlier answer. Calls made while a read is in flight share the next read, so that many jobs starting
+        or finishing together cost one request (OML has no read of a single script)."""
+        with self._list_lock:
+            if self._list_in_flight is None:
+                mine = self._list_in_flight = _ListRound()
+                mine.claimed = True
+                ahead = None
+            else:
+                # The read in flight was sent before this call: wait for it, then share the one after it.
+                if self._list_waiting is None:
+                    self._list_waiting = _ListRound()
+                mine, ahead = self._list_waiting, self._list_in_flight
+        if ahead is not None:
+            ahead.done.wait()
+            with self._list_lock:
+                lead, mine.claimed = not mine.claimed, True
+            if not lead:
+                mine.done.wait()
+                return mine.outcome()
+        try:
+            mine.items = self._script_items()
+        except Exception as exc:
+            mine.error = exc
+        finally:
+            with self._list_lock:
+                # The calls that waited for this read share the next one, sent by the first of them to wake.
+                self._list_in_flight, self._list_waiting = self._list_waiting, None
+            mine.done.set()
+        return mine.outcome()
+
+    def listed_script(self, name: str, owner: str = "") -> dict | None:
+        """`name` as OML lists it now (scripts_now), or None when the list does not show it. Without an owner
+        the caller's own script comes before a global one of the same name, as OML runs them."""
+        found = None
+        for item in self.scripts_now():
+            entry = _script_entry(item, name=name)
+            if entry is None or (owner and entry["owner"] != owner):
+                continue
+            if owner or entry["owner"].upper() == self.info.username.upper():
+                return entry
+            found = found or entry
+        return found
+
+
+class _ListRound:
+    """One script list read and the calls that share it."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.claimed = False
+        self.items: list[dict] = []
+        self.error: Exception | None = None
+
+    def outcome(self) -> list[dict]:
+        if self.error is not None:
+            raise self.error
+        return self.items
+
+
+def _script_entry(item: dict, name: str | None = None) -> dict | None:
+    """A listed script with lower-case keys, or None when it has no name (or not `name`)."""
+    listed = item.get("name")
+    if listed is None:
+        # Keys in another case than OML documents: look at every key.
+        item = {str(key).lower(): value for key, value in item.items()}
+        listed = item.get("name")
+    if not listed or (name is not None and str(listed) != name):
+        return None
+    return {
+        "name": str(listed),
+        "owner": str(item.get("owner") or ""),
+        "description": str(item.get("description") or ""),
+        "date": str(item.get("date") or ""),
+        "script": str(item.get("script") or ""),
+    }
 
 
 # --- One client per connection per process ----------------------------------------------------
 
-_clients: dict[tuple[Any, ...], OMLClient] = {}
+_clients: dict[ConnectionInfo, OMLClient] = {}
 _clients_lock = threading.Lock()
 
 
-class ConnectionRow(Protocol):
-    """What the client reads of a stored connection."""
-
-    pk: Any
-    base_url: str
-    api_version: str
-    username: str
-    updated_at: datetime | None
-
-    def get_password(self) -> str: ...
-
-
-def client_for(connection: ConnectionRow, store: TokenStore | None = None) -> OMLClient:
-    """The process's client for a Connection (reused, so that its connection pool is too)."""
+def client_for(info: ConnectionInfo, store: TokenStore | None = None) -> OMLClient:
+    """The process's client for a connection (reused, so that its connection pool is too)."""
     if store is None:
         from django.core.cache import cache
 
         store = cache
-    key = (connection.pk, connection.base_url, connection.api_version, connection.username, connection.updated_at)
     with _clients_lock:
-        client = _clients.get(key)
+        client = _clients.get(info)
         if client is None:
-            info = ConnectionInfo(
-                key=f"{connection.pk}:{connection.updated_at.timestamp() if connection.updated_at else 0}",
-                base_url=connection.base_url,
-                api_version=connection.api_version,
-                username=connection.username,
-                password=connection.get_password(),
-            )
             client = OMLClient(info, store, pool_size=32)
-            _clients[key] = client
+            _clients[info] = client
     return client
