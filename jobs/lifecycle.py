@@ -321,7 +321,7 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
             spool.write(piece)
             size += len(piece)
         spool.seek(0)
-        # A small body may be an error in disguise: OML's errorMessage inside a 200.
+        # A small body may be an error in disguise: OML's error answer inside a 200 (jobs.oml judges it).
         message = body_error(spool.read(ERROR_BODY_LIMIT + 1))
         if message is not None:
             return job_transition(

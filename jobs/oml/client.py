@@ -494,6 +494,7 @@ class OMLClient:
                 if self._list_waiting is None:
                     self._list_waiting = _ListRound()
                 mine, ahead = self._list_waiting, self._list_in_flight
+            mine.members += 1
         if ahead is not None:
             ahead.done.wait()
             with self._list_lock:
@@ -532,6 +533,7 @@ class _ListRound:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.claimed = False
+        self.members = 0  # the calls sharing it
         self.items: list[dict] = []
         self.error: Exception | None = None
 
