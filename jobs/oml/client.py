@@ -484,11 +484,11 @@ class OMLClient:
         """The raw items of a script list read sent after this call began: what OML lists now, never an
         earlier answer. Calls made while a read is in flight share the next read, so that many jobs starting
         or finishing together cost one request (OML has no read of a single script)."""
+        ahead: _ListRound | None = None
         with self._list_lock:
             if self._list_in_flight is None:
                 mine = self._list_in_flight = _ListRound()
                 mine.claimed = True
-                ahead = None
             else:
                 # The read in flight was sent before this call: wait for it, then share the one after it.
                 if self._list_waiting is None:
@@ -516,7 +516,7 @@ class OMLClient:
     def listed_script(self, name: str, owner: str = "") -> dict | None:
         """`name` as OML lists it now (scripts_now), or None when the list does not show it. Without an owner
         the caller's own script comes before a global one of the same name, as OML runs them."""
-        found = None
+        found: dict | None = None
         for item in self.scripts_now():
             entry = _script_entry(item, name=name)
             if entry is None or (owner and entry["owner"] != owner):
