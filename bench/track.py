@@ -492,8 +492,6 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=120.0, help="seconds allowed after the last due time")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--pg-database", default="", help="--db postgres: the database to create and drop")
-    parser.add_argument("--broker-db", type=int, default=11, help="--db postgres: Redis DB of the broker")
-    parser.add_argument("--cache-db", type=int, default=12, help="--db postgres: Redis DB of the cache")
     parser.add_argument("--rules", type=int, default=0, help="notification rules of the jobs' owner")
     args = parser.parse_args()
 
