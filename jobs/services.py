@@ -45,6 +45,7 @@ _TRANSITION_FIELDS = frozenset(
         "result_fetched_at",
         "finished_at",
         "next_poll_at",
+        "submit_after",
         "deadline_at",
         "poll_count",
         "last_polled_at",
@@ -93,6 +94,7 @@ def job_transition(
     if to_state in TERMINAL_STATES:
         fields.setdefault("finished_at", now)
         fields.setdefault("next_poll_at", None)
+        fields.setdefault("submit_after", None)
     with transaction.atomic():
         # Lock the row so that the state read here is the one the UPDATE replaces (on SQLite the
         # IMMEDIATE transaction already holds the write lock).
