@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from metrics import recorder
-from omlpy_dashboard.fastsql import model_columns, model_from_row, update_each, update_each_limit
+from omlpy_dashboard.fastsql import read_with, update_each, update_each_limit
 from omlpy_dashboard.logs import log_bind, log_context
 
 from . import hooks, polling
@@ -72,22 +72,9 @@ def fail(job_id: int, expected: str, reason: str, *, error: str | None = None, *
 
 
 def _job_in_state(job_id: int, state: str) -> Job | None:
-    """The job with its connection if it is in `state`. Plain SQL: the sweep reads one for every submission,
-    poll and fetch, and the compiled queryset cost more than the query."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {model_columns(Job, 'j')}, {model_columns(Connection, 'c')} "  # noqa: S608 - model names only
-            f"FROM {Job._meta.db_table} j JOIN {Connection._meta.db_table} c ON c.id = j.connection_id "
-            "WHERE j.id = %s AND j.state = %s",
-            [job_id, state],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(Job._meta.concrete_fields)
-    job = model_from_row(Job, row[:split])
-    job.connection = model_from_row(Connection, row[split:])
-    return job
+    """The job with its connection if it is in `state`. Plain SQL (fastsql.read_with): the worker reads one
+    for every submission and fetch, and the compiled queryset cost more than the query."""
+    return read_with(Job, "connection", id=job_id, state=state)
 
 
 def _listed_script(job: Job, client: OMLClient) -> dict | None:
@@ -402,12 +389,15 @@ _executor_lock = threading.Lock()
 
 
 def _pool(name: str = "poll") -> ThreadPoolExecutor:
-    """The process's threads for the sweep's submissions and polls ("poll"), and for its fetches ("fetch"):
-    a fetch that takes long holds a thread of its own pool, never one the next sweep's polls need."""
+    """The process's threads for the sweep's submissions and polls ("poll": JOBS_SWEEP_THREADS), and for its
+    fetches ("fetch": a quarter as many, at least one; a job is fetched once, polled many times): a fetch that
+    takes long holds a thread of its own pool, never one the next sweep's polls need. Each thread holds a
+    database connection while it works."""
     with _executor_lock:
         executor = _executors.get(name)
         if executor is None:
-            executor = ThreadPoolExecutor(max_workers=settings.JOBS_SWEEP_THREADS, thread_name_prefix=name)
+            threads = settings.JOBS_SWEEP_THREADS if name == "poll" else max(1, settings.JOBS_SWEEP_THREADS // 4)
+            executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
             _executors[name] = executor
         return executor
 

@@ -19,7 +19,7 @@ from jobs.lifecycle import STILL_RUNNING_FIELDS, record_still_running
 from jobs.models import Connection, Job, JobTransition
 from jobs.services import connection_save, job_create, job_transition, job_update_polling
 from jobs.specs import parse_job_request
-from omlpy_dashboard.fastsql import insert_one, model_columns, model_from_row, update_each_limit
+from omlpy_dashboard.fastsql import insert_one, model_columns, model_from_row, read_with, update_each_limit
 from tests.conftest import analysts_team
 
 pytestmark = pytest.mark.django_db
@@ -305,3 +305,18 @@ def test_a_row_named_twice_is_refused_and_nothing_is_written(conn, analyst):
 def test_one_statement_holds_a_whole_sweep_batch():
     # The sweep's default batch and the benchmark's (1,000) fit one statement on either database.
     assert update_each_limit(len(STILL_RUNNING_FIELDS) + 1) >= 1000
+
+
+def test_read_with_gives_a_job_and_its_connection_as_select_related_does(conn, analyst):
+    job = job_create(owner=analyst, spec=parse_job_request({"kind": "do_eval", "script": "group_count"}))
+    with CaptureQueriesContext(connection) as queries:
+        read = read_with(Job, "connection", id=job.pk, state="queued")
+        assert read.connection.name == conn.name
+    assert len(queries) == 1
+    expected = Job.objects.select_related("connection").get(pk=job.pk)
+    for field in Job._meta.concrete_fields:
+        assert getattr(read, field.attname) == getattr(expected, field.attname), field.name
+    for field in Connection._meta.concrete_fields:
+        assert getattr(read.connection, field.attname) == getattr(expected.connection, field.attname), field.name
+    assert read_with(Job, "connection", id=job.pk, state="pending") is None
+    assert read_with(Job, "connection", id=job.pk + 1000, state="queued") is None
