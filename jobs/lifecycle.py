@@ -13,7 +13,8 @@ import logging
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,7 +26,7 @@ from django.utils import timezone
 
 from audit.services import AuditAction, audit_record
 from metrics import recorder
-from omlpy_dashboard.fastsql import model_columns, model_from_row
+from omlpy_dashboard.fastsql import read_with, update_each, update_each_limit
 from omlpy_dashboard.logs import log_bind, log_context
 
 from . import hooks, polling
@@ -54,26 +55,27 @@ def _client(job: Job) -> OMLClient:
     return client_for(job.connection.oml_connection())
 
 
+def fail(job_id: int, expected: str, reason: str, *, error: str | None = None, **fields) -> bool:
+    """Move a job from `expected` to failed, the one way the worker fails a job: `reason` goes to its timeline
+    (cut to the column's 500 characters), `error` (the reason when not given) to its last_error. Returns
+    False, writing nothing, when the job had already left `expected`."""
+    return job_transition(
+        job_id=job_id,
+        to_state=S.FAILED,
+        expected=[expected],
+        reason=reason[:500],
+        last_error=reason if error is None else error,
+        **fields,
+    )
+
+
 # --- Submit -----------------------------------------------------------------------------------
 
 
 def _job_in_state(job_id: int, state: str) -> Job | None:
-    """The job with its connection if it is in `state`. Plain SQL: the sweep reads one for every submission,
-    poll and fetch, and the compiled queryset cost more than the query."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {model_columns(Job, 'j')}, {model_columns(Connection, 'c')} "  # noqa: S608 - model names only
-            f"FROM {Job._meta.db_table} j JOIN {Connection._meta.db_table} c ON c.id = j.connection_id "
-            "WHERE j.id = %s AND j.state = %s",
-            [job_id, state],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(Job._meta.concrete_fields)
-    job = model_from_row(Job, row[:split])
-    job.connection = model_from_row(Connection, row[split:])
-    return job
+    """The job with its connection if it is in `state`. Plain SQL (fastsql.read_with): the worker reads one
+    for every submission and fetch, and the compiled queryset cost more than the query."""
+    return read_with(Job, "connection", id=job_id, state=state)
 
 
 def _listed_script(job: Job, client: OMLClient) -> dict | None:
@@ -207,6 +209,7 @@ def submit(job_id: int) -> None:
             detail={key: snapshot[key] for key in ("script_sha256", "script_date") if snapshot.get(key)},
             at=now,
             submitted_at=now,
+            submit_after=None,
             call_signature=job.call_signature,
             **snapshot,
             **learned,
@@ -249,15 +252,7 @@ def submit(job_id: int) -> None:
         _store_and_finish(job, target, iter([answer.body]), answer.content_type, answer.http_status, answer.latency_ms)
     except OMLError as exc:
         # The call ran; sending it again could run it twice. Keep what is known and fail.
-        job_transition(
-            job_id=job.pk,
-            to_state=S.FAILED,
-            expected=[target],
-            reason=exc.message,
-            http_status=answer.http_status,
-            latency_ms=answer.latency_ms,
-            last_error=exc.message,
-        )
+        fail(job.pk, target, exc.message, http_status=answer.http_status, latency_ms=answer.latency_ms)
 
 
 def _first_delay(job: Job, expected: polling.Expectation | None) -> float:
@@ -269,7 +264,7 @@ def _first_delay(job: Job, expected: polling.Expectation | None) -> float:
 def _submit_failed(job: Job, state: str, exc: OMLError) -> None:
     detail = {"error": exc.message}
     if not exc.permanent and not exc.outcome_unknown and _refusals(job.pk) < settings.JOBS_SUBMIT_MAX_REFUSALS:
-        # The sweep sends it again once next_poll_at has come.
+        # The sweep sends it again once submit_after has come.
         retry_in = min(2 ** (_refusals(job.pk) + 1), 30)
         job_transition(
             job_id=job.pk,
@@ -279,21 +274,20 @@ def _submit_failed(job: Job, state: str, exc: OMLError) -> None:
             http_status=exc.http_status,
             latency_ms=exc.latency_ms,
             detail=detail,
-            next_poll_at=_now() + timedelta(seconds=retry_in),
+            submit_after=_now() + timedelta(seconds=retry_in),
         )
         return
     reason = (
         f"submission outcome unknown: {exc.message}" if exc.outcome_unknown else f"OML refused the call: {exc.message}"
     )
-    job_transition(
-        job_id=job.pk,
-        to_state=S.FAILED,
-        expected=[state],
-        reason=reason,
+    fail(
+        job.pk,
+        state,
+        reason,
+        error=exc.message,
         http_status=exc.http_status,
         latency_ms=exc.latency_ms,
         detail=detail,
-        last_error=exc.message,
     )
 
 
@@ -324,14 +318,13 @@ def _store_and_finish(job: Job, from_state: str, chunks, content_type: str, http
         # A small body may be an error in disguise: OML's error answer inside a 200 (jobs.oml judges it).
         message = body_error(spool.read(ERROR_BODY_LIMIT + 1))
         if message is not None:
-            return job_transition(
-                job_id=job.pk,
-                to_state=S.FAILED,
-                expected=[from_state],
-                reason=f"OML reported an error: {message}"[:500],
+            return fail(
+                job.pk,
+                from_state,
+                f"OML reported an error: {message}",
+                error=message,
                 http_status=http_status,
                 latency_ms=latency_ms,
-                last_error=message,
             )
 
         def reread():
@@ -394,14 +387,13 @@ def fetch(job_id: int) -> None:
             # A 500 means the job failed, or the server stumbled: believe it when it says so twice.
             believed = exc.permanent and not (exc.http_status == 500 and attempt == 0)
             if believed:
-                job_transition(
-                    job_id=job.pk,
-                    to_state=S.FAILED,
-                    expected=[S.FETCHING],
-                    reason=f"OML reported an error: {exc.message}"[:500],
+                fail(
+                    job.pk,
+                    S.FETCHING,
+                    f"OML reported an error: {exc.message}",
+                    error=exc.message,
                     http_status=exc.http_status,
                     latency_ms=exc.latency_ms,
-                    last_error=exc.message,
                 )
                 return
             logger.info("job %s: result not fetched yet (%s)", job.pk, exc)
@@ -410,20 +402,93 @@ def fetch(job_id: int) -> None:
 
 # --- The poll sweep ---------------------------------------------------------------------------
 
-_executor: ThreadPoolExecutor | None = None
+_executors: dict[str, ThreadPoolExecutor] = {}
 _executor_lock = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _executor
+def _pool(name: str = "poll") -> ThreadPoolExecutor:
+    """The process's threads for the sweep's submissions and polls ("poll": JOBS_SWEEP_THREADS), and for its
+    fetches ("fetch": a quarter as many, at least one; a job is fetched once, polled many times): a fetch that
+    takes long holds a thread of its own pool, never one the next sweep's polls need. Each thread holds a
+    database connection while it works."""
     with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=settings.JOBS_SWEEP_THREADS, thread_name_prefix="poll")
-        return _executor
+        executor = _executors.get(name)
+        if executor is None:
+            threads = settings.JOBS_SWEEP_THREADS if name == "poll" else max(1, settings.JOBS_SWEEP_THREADS // 4)
+            executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+            _executors[name] = executor
+        return executor
 
 
-def claim_due_jobs(now=None) -> list[int]:
-    """Claim the jobs whose next poll is due, within each connection's poll budget.
+@dataclass(frozen=True)
+class PollOutcome:
+    """What a poll leaves for the sweep to do: the row of a job still running (written with the sweep's
+    others in one statement, record_still_running), or a job OML finished whose result is to be fetched."""
+
+    still_running: dict | None = None
+    to_fetch: int | None = None
+
+
+def sweep() -> int:
+    """One tick of tracking, in the order below; returns how many submissions and polls it made.
+
+    1. Claim the queued jobs their submit message has not reached after JOBS_SUBMIT_GRACE.
+    2. Send the synchronous ones among them back to the queue as messages (a call can hold a thread long).
+    3. Claim the pending jobs whose poll is due, read whole: a poll reads nothing more.
+    4. Submit and poll the claimed jobs concurrently, over pooled HTTP sessions.
+    5. Record every "still running" answer of this sweep in one statement.
+    6. Fetch the results of the jobs OML finished, waiting for them at most JOBS_SWEEP_FETCH_WAIT.
+    7. Run the sweep hooks (notifications: slow and stuck jobs, connections down).
+    """
+    from .tasks import submit_job
+
+    # 1.
+    to_submit, sync_calls = claim_waiting_submissions()
+    # 2.
+    for pk in sync_calls:
+        submit_job.delay(pk)
+    # 3.
+    due = claim_due_jobs()
+    # 4.
+    outcomes = _run_concurrently([(submit, pk) for pk in to_submit] + [(poll, job) for job in due])
+    # 5.
+    record_still_running([outcome.still_running for outcome in outcomes if outcome and outcome.still_running])
+    # 6.
+    fetch_finished([outcome.to_fetch for outcome in outcomes if outcome and outcome.to_fetch])
+    # 7.
+    hooks.sweep_hooks_run()
+    return len(to_submit) + len(due)
+
+
+def claim_waiting_submissions(now=None) -> tuple[list[int], list[int]]:
+    """Claim queued jobs that their submit message has not reached after the grace period: a backlog, a
+    lost message, or a refusal whose retry time has come. Returns (asynchronous, synchronous) job ids.
+
+    In one transaction: lock them, skipping rows another sweep holds; push their submit_after forward by the
+    lease (another sweep will not take them, and if this worker dies they are waiting again when the lease
+    ends); commit. A submit message reaching the same job at the same time is harmless: submitting is a
+    compare-and-set from queued, so the job is sent once.
+    """
+    now = now or _now()
+    settle = now - timedelta(seconds=settings.JOBS_SUBMIT_GRACE)
+    with transaction.atomic():
+        waiting = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(state=S.QUEUED, created_at__lte=settle)
+            .filter(Q(submit_after__isnull=True) | Q(submit_after__lte=now))
+            .order_by("created_at")
+            .values_list("pk", "async_flag")[: settings.JOBS_SWEEP_SUBMIT_BATCH]
+        )
+        if waiting:
+            Job.objects.filter(pk__in=[pk for pk, _ in waiting], state=S.QUEUED).update(
+                submit_after=now + timedelta(seconds=settings.JOBS_POLL_LEASE)
+            )
+    return [pk for pk, is_async in waiting if is_async], [pk for pk, is_async in waiting if not is_async]
+
+
+def claim_due_jobs(now=None) -> list[Job]:
+    """Claim the pending jobs whose next poll is due, within each connection's poll budget; returns them
+    with their connection, read in the claim's one SELECT.
 
     1. In one transaction, lock due pending jobs, oldest due first, skipping rows another sweep holds.
     2. Keep at most `poll_budget x sweep interval` per connection; the rest stay due for the next sweep.
@@ -434,90 +499,107 @@ def claim_due_jobs(now=None) -> list[int]:
     budgets = dict(Connection.objects.values_list("pk", "poll_budget"))
     with transaction.atomic():
         due = list(
-            Job.objects.select_for_update(skip_locked=True)
+            Job.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("connection")
+            .defer("script_source")
             .filter(state=S.PENDING, next_poll_at__lte=now)
-            .order_by("next_poll_at")
-            .values_list("pk", "connection_id")[: settings.JOBS_SWEEP_BATCH]
+            .order_by("next_poll_at")[: settings.JOBS_SWEEP_BATCH]
         )
         taken: dict[int, int] = {}
         claimed = []
-        for pk, connection_id in due:
-            allowance = max(1, int(budgets.get(connection_id, 1) * max(settings.JOBS_SWEEP_INTERVAL, 1.0)))
-            if taken.get(connection_id, 0) < allowance:
-                taken[connection_id] = taken.get(connection_id, 0) + 1
-                claimed.append(pk)
+        for job in due:
+            allowance = max(1, int(budgets.get(job.connection_id, 1) * max(settings.JOBS_SWEEP_INTERVAL, 1.0)))
+            if taken.get(job.connection_id, 0) < allowance:
+                taken[job.connection_id] = taken.get(job.connection_id, 0) + 1
+                claimed.append(job)
         if claimed:
-            Job.objects.filter(pk__in=claimed, state=S.PENDING).update(
+            Job.objects.filter(pk__in=[job.pk for job in claimed], state=S.PENDING).update(
                 next_poll_at=now + timedelta(seconds=settings.JOBS_POLL_LEASE)
             )
     return claimed
 
 
-def claim_waiting_submissions(now=None) -> tuple[list[int], list[int]]:
-    """Claim queued jobs that their submit message has not reached yet: a backlog, a lost message, or a
-    refusal whose retry time has come. Returns (asynchronous, synchronous) job ids.
-
-    Same steps as claim_due_jobs: lock with skip_locked, lease through next_poll_at, commit. A job that a
-    submit message reaches at the same time is harmless: submit is compare-and-set.
-    """
-    now = now or _now()
-    settle = now - timedelta(seconds=settings.JOBS_SUBMIT_GRACE)
-    with transaction.atomic():
-        waiting = list(
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(state=S.QUEUED, created_at__lte=settle)
-            .filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
-            .order_by("created_at")
-            .values_list("pk", "async_flag")[: settings.JOBS_SWEEP_SUBMIT_BATCH]
-        )
-        if waiting:
-            Job.objects.filter(pk__in=[pk for pk, _ in waiting], state=S.QUEUED).update(
-                next_poll_at=now + timedelta(seconds=settings.JOBS_POLL_LEASE)
-            )
-    return [pk for pk, is_async in waiting if is_async], [pk for pk, is_async in waiting if not is_async]
+def _run_concurrently(work: list[tuple]) -> list:
+    """Run (step, argument) items on the sweep's threads; returns what the steps returned."""
+    if not work:
+        return []
+    items = iter(work)
+    lock = threading.Lock()
+    drains = [_pool().submit(_drain, items, lock) for _ in range(min(settings.JOBS_SWEEP_THREADS, len(work)))]
+    return [outcome for drain in drains for outcome in drain.result()]
 
 
-def sweep() -> int:
-    """Claim due polls and waiting submissions, then work through them concurrently over pooled sessions.
-    Synchronous calls go back to the queue as messages: they can hold a thread for a long time."""
-    from .tasks import submit_job
-
-    to_submit, sync_calls = claim_waiting_submissions()
-    for pk in sync_calls:
-        submit_job.delay(pk)
-    claimed = claim_due_jobs()
-    work = [(submit, pk) for pk in to_submit] + [(poll, pk) for pk in claimed]
-    if work:
-        items = iter(work)
-        lock = threading.Lock()
-        drains = [_pool().submit(_drain, items, lock) for _ in range(min(settings.JOBS_SWEEP_THREADS, len(work)))]
-        for drain in drains:
-            drain.result()
-    # Notifications: slow and stuck jobs, connections down (notifications.watch; throttled there).
-    hooks.sweep_hooks_run()
-    return len(work)
-
-
-def _drain(items, lock: threading.Lock) -> None:
-    """Take the sweep's items one at a time until none is left, on one database connection.
+def _drain(items, lock: threading.Lock) -> list:
+    """Take the sweep's items one at a time until none is left, on one database connection; returns the
+    steps' outcomes.
 
     The connection is closed when the sweep's work is done: pool threads outlive the sweep, and a connection
     kept per thread would hold JOBS_SWEEP_THREADS database connections per worker process between sweeps,
     while one opened per item would cost a connection set-up per poll.
     """
+    outcomes = []
     try:
         while True:
             with lock:
                 item = next(items, None)
             if item is None:
-                return
-            step, job_id = item
+                return outcomes
+            step, argument = item
             try:
-                step(job_id)
+                outcomes.append(step(argument))
             except Exception:  # one job's surprise must not stop the sweep; its lease makes it due again
-                logger.exception("job %s: %s failed", job_id, step.__name__)
+                logger.exception("job %s: %s failed", getattr(argument, "pk", argument), step.__name__)
                 # A database that went away leaves this connection broken: open a new one for the next item.
                 connection.close_if_unusable_or_obsolete()
+    finally:
+        connection.close()
+
+
+def record_still_running(rows: list[dict]) -> int:
+    """Write the polls that found their jobs still running, in one statement (more only past the database's
+    parameter limit), only for jobs still pending: one cancelled since its poll is left as it is. Returns how
+    many were written. A worker that dies before this has lost only the polls, which the lease repeats."""
+    written = 0
+    columns = (*STILL_RUNNING_FIELDS, "poll_count")
+    size = update_each_limit(len(columns))
+    for start in range(0, len(rows), size):
+        written += update_each(
+            Job,
+            rows[start : start + size],
+            fields=STILL_RUNNING_FIELDS,
+            add=("poll_count",),
+            where={"state": S.PENDING},
+        )
+    return written
+
+
+# What a "still running" answer writes (poll_count: added to).
+STILL_RUNNING_FIELDS = (
+    "next_poll_at",
+    "last_polled_at",
+    "oml_elapsed_seconds",
+    "oml_last_running_at",
+    "last_error",
+    "poll_log",
+)
+
+
+def fetch_finished(job_ids: list[int]) -> None:
+    """Fetch the results of jobs OML finished on the fetch threads, waiting for them at most
+    JOBS_SWEEP_FETCH_WAIT: a slow or failing download never holds the next sweep's polls. One still going on
+    when the wait ends carries on in its thread; if the process dies first the job stays `fetching` and the
+    janitor fetches it again."""
+    if not job_ids:
+        return
+    futures = [_pool("fetch").submit(_fetch_on_thread, pk) for pk in job_ids]
+    wait(futures, timeout=settings.JOBS_SWEEP_FETCH_WAIT)
+
+
+def _fetch_on_thread(job_id: int) -> None:
+    try:
+        fetch(job_id)
+    except Exception:  # the janitor fetches it again
+        logger.exception("job %s: fetch failed", job_id)
     finally:
         connection.close()
 
@@ -550,83 +632,62 @@ def _logged(job: Job, *, sent, http_status: int | None, oml_status: str, elapsed
 
 
 @log_context()
-def poll(job_id: int) -> None:
-    """One status request for a claimed job, and what follows from the answer.
+def poll(job: Job) -> PollOutcome | None:
+    """One status request for a job the sweep claimed (and read), and what follows from the answer.
 
-    The request's time, HTTP status, OML's status and elapsedTime and the latency go to the job's poll log in
-    the same single UPDATE that records the poll. A 202 also records when OML was last seen running (its
-    finish lies after that, jobs.timing); the 302 records when it was seen finished.
+    1. A cancellation asked for is carried out instead of the poll.
+    2. The status request, outside any transaction; the time it is sent is kept (a 202 says OML was still
+       running at some moment after it).
+    3. No answer, or an error answer: a permanent one fails the job, a passing one is recorded as a poll.
+    4. Still running (202): nothing is written here; the row returned (next poll time, when OML was last seen
+       running, its elapsedTime, the poll log) is written with the sweep's others in one statement.
+    5. Finished (302): -> fetching; the sweep fetches the result (fetch_finished).
+    6. Failed: a 500 is believed the second time in a row; then, or for any other failure, -> failed.
+    The request's time, HTTP status, OML's status, elapsedTime and latency go to the job's poll log with
+    whatever records the poll.
     """
-    job = _job_in_state(job_id, S.PENDING)
-    if job is None:
-        return
     log_bind(job=job.uuid)
+    # 1.
     if job.cancel_requested_at:
         cancel(job.pk, actor=_cancelled_by(job))
-        return
-    # Taken before the request: a 202 says OML was still running at some moment after this.
+        return None
+    # 2.
     sent = _now()
     try:
         status = _client(job).status(job.oml_job_url)
     except OMLError as exc:
-        recorder.inc("omlpy_polls_total")
-        now = _now()
-        log = _logged(job, sent=sent, http_status=exc.http_status, oml_status=exc.message, latency_ms=exc.latency_ms)
-        if exc.permanent:
-            job_transition(
-                job_id=job.pk,
-                to_state=S.FAILED,
-                expected=[S.PENDING],
-                reason=f"OML answered the status request with an error: {exc.message}"[:500],
-                http_status=exc.http_status,
-                last_error=exc.message,
-                poll_count=F("poll_count") + 1,
-                poll_log=log,
-            )
-        else:
-            # last_error says OML did not answer (notifications' `stuck` and `connection_down` read it).
-            job_update_polling(
-                job_id=job.pk,
-                requests=1,
-                next_poll_at=now + _schedule(job, now),
-                last_polled_at=now,
-                poll_log=log,
-                last_error=exc.message[:500],
-            )
-        return
+        # 3.
+        _poll_unanswered(job, sent, exc)
+        return None
     now = _now()
     recorder.inc("omlpy_polls_total", status.requests_sent)
-    counted = F("poll_count") + status.requests_sent
-    if status.state == "pending":
-        job_update_polling(
-            job_id=job.pk,
-            requests=status.requests_sent,
-            next_poll_at=now + _schedule(job, now),
-            last_polled_at=now,
-            oml_elapsed_seconds=status.elapsed_seconds,
-            oml_last_running_at=sent,
-            last_error="",
-            poll_log=_logged(
-                job,
-                sent=sent,
-                http_status=status.http_status,
-                oml_status=status.oml_status or "pending",
-                elapsed=status.elapsed_seconds,
-                latency_ms=status.latency_ms,
-            ),
-        )
-        return
     log = _logged(
         job,
         sent=sent,
         http_status=status.http_status,
-        oml_status=status.oml_status or status.message or status.state,
+        oml_status=status.oml_status or (status.state if status.state == "pending" else status.message or status.state),
         elapsed=status.elapsed_seconds,
         latency_ms=status.latency_ms,
     )
+    # 4.
+    if status.state == "pending":
+        return PollOutcome(
+            still_running={
+                "pk": job.pk,
+                "next_poll_at": now + _schedule(job, now),
+                "last_polled_at": now,
+                "oml_elapsed_seconds": status.elapsed_seconds,
+                "oml_last_running_at": sent,
+                "last_error": "",
+                "poll_log": log,
+                "poll_count": status.requests_sent,
+            }
+        )
+    counted = F("poll_count") + status.requests_sent
+    # 5.
     if status.state == "finished":
         _observe_finish_seen(job, now)
-        if job_transition(
+        moved = job_transition(
             job_id=job.pk,
             to_state=S.FETCHING,
             expected=[S.PENDING],
@@ -640,10 +701,9 @@ def poll(job_id: int) -> None:
             poll_count=counted,
             last_polled_at=now,
             poll_log=log,
-        ):
-            fetch(job.pk)
-        return
-    # Failed. A 500 could be a passing fault of the server: believe it when it says so twice in a row.
+        )
+        return PollOutcome(to_fetch=job.pk) if moved else None
+    # 6. A 500 could be a passing fault of the server: believe it when it says so twice in a row.
     if status.http_status == 500 and job.last_error != STATUS_500_MARK:
         job_update_polling(
             job_id=job.pk,
@@ -653,19 +713,46 @@ def poll(job_id: int) -> None:
             last_error=STATUS_500_MARK,
             poll_log=log,
         )
-        return
-    job_transition(
-        job_id=job.pk,
-        to_state=S.FAILED,
-        expected=[S.PENDING],
-        reason=f"OML reported the job failed: {status.message}"[:500],
+        return None
+    fail(
+        job.pk,
+        S.PENDING,
+        f"OML reported the job failed: {status.message}",
+        error=status.message,
         http_status=status.http_status,
         latency_ms=status.latency_ms,
         at=now,
-        last_error=status.message,
         poll_count=counted,
         last_polled_at=now,
         poll_log=log,
+    )
+    return None
+
+
+def _poll_unanswered(job: Job, sent, exc: OMLError) -> None:
+    """A status request that met an error: a permanent one fails the job; otherwise the poll is recorded
+    with last_error saying OML did not answer (notifications' `stuck` and `connection_down` read it)."""
+    recorder.inc("omlpy_polls_total")
+    now = _now()
+    log = _logged(job, sent=sent, http_status=exc.http_status, oml_status=exc.message, latency_ms=exc.latency_ms)
+    if exc.permanent:
+        fail(
+            job.pk,
+            S.PENDING,
+            f"OML answered the status request with an error: {exc.message}",
+            error=exc.message,
+            http_status=exc.http_status,
+            poll_count=F("poll_count") + 1,
+            poll_log=log,
+        )
+        return
+    job_update_polling(
+        job_id=job.pk,
+        requests=1,
+        next_poll_at=now + _schedule(job, now),
+        last_polled_at=now,
+        poll_log=log,
+        last_error=exc.message[:500],
     )
 
 
@@ -747,23 +834,21 @@ def janitor() -> dict:
         )
     submit_cutoff = now - timedelta(seconds=settings.JOBS_SUBMIT_DEADLINE)
     for pk in Job.objects.filter(state=S.SUBMITTING, submitted_at__lt=submit_cutoff).values_list("pk", flat=True):
-        counts["submit_unknown"] += job_transition(
-            job_id=pk,
-            to_state=S.FAILED,
-            expected=[S.SUBMITTING],
-            reason="submission outcome unknown: the worker stopped while sending the job to OML",
-            last_error="submission outcome unknown",
+        counts["submit_unknown"] += fail(
+            pk,
+            S.SUBMITTING,
+            "submission outcome unknown: the worker stopped while sending the job to OML",
+            error="submission outcome unknown",
         )
     running_cutoff = now - timedelta(
         seconds=settings.OML_READ_TIMEOUT + settings.OML_CONNECT_TIMEOUT + settings.JOBS_SUBMIT_DEADLINE
     )
     for pk in Job.objects.filter(state=S.RUNNING, submitted_at__lt=running_cutoff).values_list("pk", flat=True):
-        counts["running_lost"] += job_transition(
-            job_id=pk,
-            to_state=S.FAILED,
-            expected=[S.RUNNING],
-            reason="outcome unknown: the worker stopped during the synchronous call",
-            last_error="outcome unknown",
+        counts["running_lost"] += fail(
+            pk,
+            S.RUNNING,
+            "outcome unknown: the worker stopped during the synchronous call",
+            error="outcome unknown",
         )
     fetch_dead = now - timedelta(seconds=settings.JOBS_FETCH_DEADLINE)
     fetch_retry = now - timedelta(seconds=settings.JOBS_FETCH_RETRY_AFTER)
@@ -771,12 +856,11 @@ def janitor() -> dict:
         "pk", "oml_finished_at"
     ):
         if finished < fetch_dead:
-            job_transition(
-                job_id=pk,
-                to_state=S.FAILED,
-                expected=[S.FETCHING],
-                reason="the result could not be fetched before the fetch deadline",
-                last_error="result not fetched",
+            fail(
+                pk,
+                S.FETCHING,
+                "the result could not be fetched before the fetch deadline",
+                error="result not fetched",
             )
         elif cache.add(f"refetch:{pk}", 1, timeout=settings.JOBS_FETCH_RETRY_AFTER):
             fetch_result.delay(pk)

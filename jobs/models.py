@@ -176,7 +176,15 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     # Polling.
-    next_poll_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(
+        null=True, blank=True, help_text="Pending jobs only: when the sweep next asks OML about the job."
+    )
+    submit_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Queued jobs only: not submitted by the sweep before this (a refusal's retry time, or a sweep's "
+        "claim on it).",
+    )
     deadline_at = models.DateTimeField(null=True, blank=True, help_text="The janitor ends the job after this.")
     poll_count = models.PositiveIntegerField(default=0)
     last_polled_at = models.DateTimeField(null=True, blank=True)

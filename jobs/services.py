@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping
@@ -11,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
@@ -19,7 +17,7 @@ from django.utils import timezone
 from accounts.models import Team
 from audit.services import audit_record
 from metrics import recorder
-from omlpy_dashboard.fastsql import insert_one
+from omlpy_dashboard.fastsql import insert_one, update_each
 
 from . import access, hooks
 from .models import Connection, Job, JobResult, JobResultChunk, JobTransition
@@ -45,6 +43,7 @@ _TRANSITION_FIELDS = frozenset(
         "result_fetched_at",
         "finished_at",
         "next_poll_at",
+        "submit_after",
         "deadline_at",
         "poll_count",
         "last_polled_at",
@@ -93,6 +92,7 @@ def job_transition(
     if to_state in TERMINAL_STATES:
         fields.setdefault("finished_at", now)
         fields.setdefault("next_poll_at", None)
+        fields.setdefault("submit_after", None)
     with transaction.atomic():
         # Lock the row so that the state read here is the one the UPDATE replaces (on SQLite the
         # IMMEDIATE transaction already holds the write lock).
@@ -191,28 +191,23 @@ _POLLING_FIELDS = (
 )
 
 
-@functools.cache
-def _polling_statement(names: tuple[str, ...]) -> str:
-    quote = db_connection.ops.quote_name
-    sets = [f"{quote(Job._meta.get_field(name).column)} = %s" for name in names]
-    sets.append(f"{quote('poll_count')} = {quote('poll_count')} + %s")
-    return f"UPDATE {quote(Job._meta.db_table)} SET {', '.join(sets)} WHERE id = %s AND state = %s"  # noqa: S608
-
-
 def job_update_polling(*, job_id: int, requests: int = 0, **fields) -> int:
     """Record a status poll that changed nothing: times, `requests` more status requests sent, and any of
     _POLLING_FIELDS; only while the job is still pending. Returns 1 if recorded, 0 if the job had moved on.
 
-    Plain SQL with a statement built once: the sweep makes one of these for every poll of every job.
+    Plain SQL (fastsql.update_each); the polls that find their jobs still running are written many at a
+    time the same way (jobs.lifecycle.record_still_running).
     """
     unknown = set(fields) - set(_POLLING_FIELDS)
     if unknown:
         raise TypeError(f"job_update_polling cannot set {sorted(unknown)}")
-    names = tuple(sorted(fields))
-    values = [Job._meta.get_field(name).get_db_prep_save(fields[name], db_connection) for name in names]
-    with db_connection.cursor() as cursor:
-        cursor.execute(_polling_statement(names), [*values, requests, job_id, JobState.PENDING])
-        return cursor.rowcount
+    return update_each(
+        Job,
+        [{"pk": job_id, **fields, "poll_count": requests}],
+        fields=tuple(sorted(fields)),
+        add=("poll_count",),
+        where={"state": JobState.PENDING},
+    )
 
 
 # --- Jobs -----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the token endpoint.
 - `500`, `503`: answer that status with an error body *instead of* handling the request, so the engine's state
   never changes (a POST so answered created no job; a status request so answered was not counted).
 - `delay`: handle the request after sleeping `delay_seconds`.
+- `slowresult`: the same, for result downloads only (GET .../jobs/<id>/result): a slow result and nothing else.
 - `malformed`: handle the request, then replace a JSON body with a truncated one.
 - `nolocation`: handle the request, then drop the Location header of a 201.
 """
@@ -24,7 +25,7 @@ from django.http import HttpResponse, JsonResponse
 
 from .errors import ENGINE_FAILURE, SERVICE_UNAVAILABLE
 
-_KINDS = ("500", "503", "delay", "malformed", "nolocation")
+_KINDS = ("500", "503", "delay", "slowresult", "malformed", "nolocation")
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ def parse(spec: str) -> Faults:
     return Faults(fractions, delay_seconds)
 
 
-def before(faults: Faults) -> HttpResponse | None:
+def before(faults: Faults, path: str = "") -> HttpResponse | None:
     """An error answer that replaces handling the request, or None; sleeps first when a delay is drawn."""
-    if faults.draw("delay"):
+    if faults.draw("delay") or (path.endswith("/result") and faults.draw("slowresult")):
         time.sleep(faults.delay_seconds)
     draw = random.random()
     if draw < faults.fractions.get("500", 0):

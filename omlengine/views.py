@@ -50,7 +50,7 @@ def endpoint(*methods: str) -> Callable[[View], View]:
             if request.method not in methods:
                 return _error(EngineError(405, INVALID_REQUEST, f"Method {request.method} is not allowed here."))
             injected = faults.configured()
-            fault = faults.before(injected)
+            fault = faults.before(injected, request.path)
             if fault is not None:
                 return fault
             try:

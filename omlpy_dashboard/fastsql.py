@@ -8,12 +8,19 @@ database spends on them. Here:
   primary key the database assigns and that no pre_save/post_save receiver listens to: no signal is sent.
 - `model_columns` and `model_from_row` read a model instance from a hand-written SELECT, converting each
   value with the backend's and the field's converters, as a queryset does (SQLite returns naive datetimes
-  and integers for booleans, for instance).
+  and integers for booleans, for instance). `read_with` reads one row with the row a foreign key of it points
+  to, in one SELECT built once: the worker reads a job with its connection so for every submission and fetch.
+- `update_each` UPDATEs many rows in one statement, each row to values of its own, only where each row still
+  holds what the caller read (its state, for instance): the sweep writes all the polls of a sweep that found
+  their jobs still running in one statement instead of one per job.
+
+Each statement here is tested against the ORM's answer (tests/test_fastsql.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -85,3 +92,117 @@ def model_from_row(model: type[models.Model], values: Sequence[Any], using: str 
             value = converter(value, column, connection)
         converted.append(value)
     return model.from_db(using, names, converted)
+
+
+@cache
+def _read_statement(model: type[models.Model], relation: str, where: tuple[str, ...], alias: str) -> str:
+    related = model._meta.get_field(relation).related_model
+    quote = connections[alias].ops.quote_name
+    conditions = " AND ".join(f"m.{quote(model._meta.get_field(name).column)} = %s" for name in where)
+    return (
+        f"SELECT {model_columns(model, 'm', alias)}, {model_columns(related, 'r', alias)} "  # noqa: S608 - model names
+        f"FROM {quote(model._meta.db_table)} m JOIN {quote(related._meta.db_table)} r "
+        f"ON r.{quote(related._meta.pk.column)} = m.{quote(model._meta.get_field(relation).column)} "
+        f"WHERE {conditions}"
+    )
+
+
+def read_with(model: type[models.Model], relation: str, using: str = "default", **where: Any) -> models.Model | None:
+    """The one row of `model` whose columns equal `where` (None if there is none), with the row its foreign key
+    `relation` points to set on it, as `select_related(relation)` would give them."""
+    connection = connections[using]
+    names = tuple(where)
+    params = [model._meta.get_field(name).get_db_prep_value(where[name], connection) for name in names]
+    with connection.cursor() as cursor:
+        cursor.execute(_read_statement(model, relation, names, using), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    field = model._meta.get_field(relation)
+    split = len(model._meta.concrete_fields)
+    instance = model_from_row(model, row[:split], using)
+    setattr(instance, field.name, model_from_row(field.related_model, row[split:], using))
+    return instance
+
+
+def _db_cast(field: models.Field, connection) -> str:
+    """The SQL type a VALUES column is cast to: PostgreSQL types the columns of VALUES from their first row
+    (a NULL there would make a text column), SQLite stores what it is given (a CAST would change it)."""
+    if connection.vendor != "postgresql":
+        return "%s"
+    db_type = field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+    return f"CAST(%s AS {db_type})"
+
+
+def update_each(
+    model: type[models.Model],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    fields: Sequence[str],
+    add: Sequence[str] = (),
+    where: Mapping[str, Any] | None = None,
+    using: str = "default",
+) -> int:
+    """UPDATE many rows of `model` in one statement, each to values of its own; returns how many changed.
+
+    Each item of `rows` names its row by "pk" and holds a value for every one of `fields` (set to it) and of
+    `add` (added to the column: a counter). Only rows that still match `where` (column: value, the same for
+    every row) change: a row that moved on since the caller read it is left as it is. One row may be named
+    only once (ValueError otherwise, writing nothing); at most the backend's parameter limit per statement
+    (the caller splits longer lists, see `update_each_limit`).
+    """
+    if not rows:
+        return 0
+    where = dict(where or {})
+    connection = connections[using]
+    meta = model._meta
+    quote = connection.ops.quote_name
+    set_fields = [meta.get_field(name) for name in fields]
+    add_fields = [meta.get_field(name) for name in add]
+    keys = [row["pk"] for row in rows]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{model.__name__}: a row is named more than once in one update")
+    if len(rows) > update_each_limit(len(fields) + len(add), using):
+        raise ValueError(f"{model.__name__}: too many rows for one statement")
+    columns = [meta.pk, *set_fields, *add_fields]
+    # VALUES names its columns column1, column2, ... on both databases.
+    names = [f"column{index + 1}" for index in range(len(columns))]
+    template = "({})".format(", ".join(_db_cast(field, connection) for field in columns))
+    params: list[Any] = []
+    for row in rows:
+        params.append(meta.pk.get_db_prep_save(row["pk"], connection))
+        params.extend(field.get_db_prep_save(row[field.name], connection) for field in set_fields)
+        params.extend(field.get_db_prep_save(row[field.name], connection) for field in add_fields)
+    table = quote(meta.db_table)
+    offset = 1 + len(set_fields)
+    assignments = [f"{quote(field.column)} = v.{names[1 + i]}" for i, field in enumerate(set_fields)]
+    assignments += [
+        f"{quote(field.column)} = {table}.{quote(field.column)} + v.{names[offset + i]}"
+        for i, field in enumerate(add_fields)
+    ]
+    conditions = [f"{table}.{quote(meta.pk.column)} = v.{names[0]}"]
+    for name, value in where.items():
+        field = meta.get_field(name)
+        conditions.append(f"{table}.{quote(field.column)} = %s")
+        params.append(field.get_db_prep_value(value, connection))
+    sql = "UPDATE {} SET {} FROM (VALUES {}) AS v WHERE {}".format(  # noqa: S608 - names from the model
+        table,
+        ", ".join(assignments),
+        ", ".join([template] * len(rows)),
+        " AND ".join(conditions),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def update_each_limit(columns: int, using: str = "default") -> int:
+    """How many rows of `columns` values (besides the primary key) one update_each statement may hold."""
+    connection = connections[using]
+    if connection.vendor == "sqlite":
+        # The library's own limit (32766 since SQLite 3.32), not Django's conservative 999.
+        connection.ensure_connection()
+        limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    else:
+        limit = connection.features.max_query_params or 65535
+    return max(1, (limit - 16) // (columns + 1))

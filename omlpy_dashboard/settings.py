@@ -422,6 +422,11 @@ JOBS_DEADLINE_GRACE = env.float("JOBS_DEADLINE_GRACE", default=60.0)
 JOBS_SWEEP_THREADS = env.int("JOBS_SWEEP_THREADS", default=8)
 JOBS_SUBMIT_GRACE = env.float("JOBS_SUBMIT_GRACE", default=2.0)
 JOBS_SWEEP_SUBMIT_BATCH = env.int("JOBS_SWEEP_SUBMIT_BATCH", default=200)
+# Seconds a sweep waits for the result downloads of the jobs it found finished; a slower one carries on in the
+# background (the next sweep's polls never wait for it).
+JOBS_SWEEP_FETCH_WAIT = env.float("JOBS_SWEEP_FETCH_WAIT", default=5.0)
+if JOBS_SWEEP_FETCH_WAIT < 0:
+    raise ImproperlyConfigured("JOBS_SWEEP_FETCH_WAIT must be 0 or more.")
 JOBS_DEFAULT_TIMEOUT = env.int("JOBS_DEFAULT_TIMEOUT", default=1800)
 JOBS_RESULT_CHUNK_BYTES = env.int("JOBS_RESULT_CHUNK_BYTES", default=1024 * 1024)
 OML_CONNECT_TIMEOUT = env.float("OML_CONNECT_TIMEOUT", default=5.0)

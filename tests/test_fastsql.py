@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -14,10 +15,11 @@ from accounts.tokens import token_create, user_for_token
 from audit.models import AuditEntry
 from audit.services import audit_record, audit_verify_chain
 from jobs import access
+from jobs.lifecycle import STILL_RUNNING_FIELDS, record_still_running
 from jobs.models import Connection, Job, JobTransition
 from jobs.services import connection_save, job_create, job_transition, job_update_polling
 from jobs.specs import parse_job_request
-from omlpy_dashboard.fastsql import insert_one, model_columns, model_from_row
+from omlpy_dashboard.fastsql import insert_one, model_columns, model_from_row, read_with, update_each_limit
 from tests.conftest import analysts_team
 
 pytestmark = pytest.mark.django_db
@@ -219,3 +221,102 @@ def test_poll_update_only_touches_a_pending_job(conn, analyst):
     assert JobTransition.objects.filter(job=job).count() == 2
     with pytest.raises(TypeError):
         job_update_polling(job_id=job.pk, state="succeeded")
+
+
+def _pending_jobs(analyst, count: int) -> list[Job]:
+    spec = parse_job_request({"kind": "do_eval", "script": "group_count"})
+    jobs = []
+    for number in range(count):
+        job = job_create(owner=analyst, spec=spec)
+        job_transition(job_id=job.pk, to_state="submitting", reason="t")
+        job_transition(
+            job_id=job.pk,
+            to_state="pending",
+            reason="t",
+            next_poll_at=timezone.now(),
+            oml_job_url=f"https://x/{number}",
+            poll_log={"first": [[1.0, 202, "RUNNING", None, 5]], "last": [], "dropped": 0},
+        )
+        jobs.append(job)
+    return jobs
+
+
+def _still_running(job: Job, number: int, now: datetime) -> dict:
+    return {
+        "pk": job.pk,
+        "next_poll_at": now + timedelta(seconds=number + 1),
+        "last_polled_at": now,
+        # Null and numbers mixed, so that no column's type is decided by its first row alone.
+        "oml_elapsed_seconds": None if number % 3 == 0 else number * 1.5,
+        "oml_last_running_at": now - timedelta(seconds=number),
+        "last_error": "" if number % 2 else "OML did not answer",
+        "poll_log": {
+            "first": [[1.0, 202, "RUNNING", None, 5]],
+            "last": [[2.0 + number, 202, "é", 0.5, 7]],
+            "dropped": 0,
+        },
+        "poll_count": 1 + number % 2,
+    }
+
+
+_COMPARED = ("state", *STILL_RUNNING_FIELDS, "poll_count")
+
+
+def test_still_running_rows_are_written_in_one_statement_exactly_as_the_orm_writes_them(conn, analyst):
+    batched, by_orm = _pending_jobs(analyst, 6), _pending_jobs(analyst, 6)
+    now = timezone.now()
+    # The last of each set is cancelled between its poll and the write: neither path may touch it.
+    for job in (batched[-1], by_orm[-1]):
+        assert job_transition(job_id=job.pk, to_state="cancelled", reason="cancelled by analyst")
+    untouched_before = {
+        field.attname: getattr(Job.objects.get(pk=batched[-1].pk), field.attname) for field in Job._meta.concrete_fields
+    }
+    rows = [_still_running(job, number, now) for number, job in enumerate(batched)]
+    with CaptureQueriesContext(connection) as queries:
+        written = record_still_running(rows)
+    assert len(queries) == 1
+    assert queries[0]["sql"].startswith("UPDATE")
+    assert written == 5
+    for number, job in enumerate(by_orm):
+        row = _still_running(job, number, now)
+        fields = {name: row[name] for name in STILL_RUNNING_FIELDS}
+        Job.objects.filter(pk=job.pk, state="pending").update(**fields, poll_count=F("poll_count") + row["poll_count"])
+    for mine, theirs in zip(batched, by_orm, strict=True):
+        got = Job.objects.values(*_COMPARED).get(pk=mine.pk)
+        expected = Job.objects.values(*_COMPARED).get(pk=theirs.pk)
+        assert got == expected
+    untouched_after = {
+        field.attname: getattr(Job.objects.get(pk=batched[-1].pk), field.attname) for field in Job._meta.concrete_fields
+    }
+    assert untouched_after == untouched_before
+    # Each row changed once: the counters grew by the row's amount, not more.
+    assert [Job.objects.get(pk=job.pk).poll_count for job in batched[:-1]] == [1, 2, 1, 2, 1]
+
+
+def test_a_row_named_twice_is_refused_and_nothing_is_written(conn, analyst):
+    (job,) = _pending_jobs(analyst, 1)
+    now = timezone.now()
+    before = Job.objects.values(*_COMPARED).get(pk=job.pk)
+    with pytest.raises(ValueError, match="more than once"):
+        record_still_running([_still_running(job, 1, now), _still_running(job, 2, now)])
+    assert Job.objects.values(*_COMPARED).get(pk=job.pk) == before
+
+
+def test_one_statement_holds_a_whole_sweep_batch():
+    # The sweep's default batch and the benchmark's (1,000) fit one statement on either database.
+    assert update_each_limit(len(STILL_RUNNING_FIELDS) + 1) >= 1000
+
+
+def test_read_with_gives_a_job_and_its_connection_as_select_related_does(conn, analyst):
+    job = job_create(owner=analyst, spec=parse_job_request({"kind": "do_eval", "script": "group_count"}))
+    with CaptureQueriesContext(connection) as queries:
+        read = read_with(Job, "connection", id=job.pk, state="queued")
+        assert read.connection.name == conn.name
+    assert len(queries) == 1
+    expected = Job.objects.select_related("connection").get(pk=job.pk)
+    for field in Job._meta.concrete_fields:
+        assert getattr(read, field.attname) == getattr(expected, field.attname), field.name
+    for field in Connection._meta.concrete_fields:
+        assert getattr(read.connection, field.attname) == getattr(expected.connection, field.attname), field.name
+    assert read_with(Job, "connection", id=job.pk, state="pending") is None
+    assert read_with(Job, "connection", id=job.pk + 1000, state="queued") is None

@@ -240,7 +240,7 @@ def second_stack(transactional_db, tmp_path, request):
     """A stack of its own with engine settings for one test (token lifetime, faults, two workers)."""
     stacks = []
 
-    def start(env: dict, workers: int = 1) -> Stack:
+    def start(env: dict, workers: int = 1, concurrency: int = 2) -> Stack:
         from jobs.services import connection_save
         from tests.conftest import analysts_team, seed_engine
 
@@ -250,7 +250,7 @@ def second_stack(transactional_db, tmp_path, request):
         stack.start_web()
         stack.start_engine_worker()
         for number in range(workers):
-            stack.start_worker(name=f"worker{number}", beat=number == 0)
+            stack.start_worker(name=f"worker{number}", beat=number == 0, concurrency=concurrency)
         connection_save(
             name="Engine",
             base_url=stack.base_url,
@@ -315,3 +315,119 @@ def test_a_cancel_whose_message_is_lost_is_still_carried_out(live, analyst):
     assert job.state == JobState.CANCELLED
     assert EngineJob.objects.get(pk=job.oml_job_id).state == EngineJob.State.DELETED
     assert job_cancel(job=job, actor=analyst) is False
+
+
+def test_a_job_whose_message_and_sweep_race_is_submitted_exactly_once(second_stack, analyst):
+    from jobs import access
+
+    # No grace: the sweeps take queued jobs as soon as they see them, racing the on-commit messages, on two
+    # workers. Some jobs have no message at all (as if it were lost): only a sweep can submit those.
+    second_stack({"JOBS_SUBMIT_GRACE": "0"}, workers=2)
+    raced = [submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 1 + i % 3}) for i in range(30)]
+    spec = parse_job_request({"kind": "do_eval", "script": "timer", "parameters": {"seconds": 1}})
+    team_id = access.home_team_id(analyst, connection_id=spec.connection.pk)
+    unsent = [Job.objects.create(owner=analyst, team_id=team_id, **spec.model_fields()) for _ in range(10)]
+    jobs = raced + unsent
+    for job in jobs:
+        wait_terminal(job, timeout=120)
+    assert {job.state for job in jobs} == {JobState.SUCCEEDED}
+    for job in jobs:
+        assert JobTransition.objects.filter(job=job, to_state=JobState.SUBMITTING).count() == 1
+        assert EngineCall.objects.filter(job_id=job.oml_job_id).count() == 1
+    assert EngineCall.objects.filter(script_name="timer").count() == len(jobs)
+
+
+def test_the_sweep_submits_a_refused_job_again_only_once_its_retry_time_has_come(db, analyst):
+    from django.test import override_settings
+
+    from jobs.lifecycle import claim_waiting_submissions
+    from jobs.services import connection_save
+    from tests.conftest import analysts_team
+
+    connection_save(
+        name="Main",
+        base_url="http://127.0.0.1:9",
+        username="U",
+        password="pw",
+        is_default=True,
+        teams=[analysts_team()],
+    )
+    waiting = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 1})
+    later = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 1})
+    now = timezone.now()
+    Job.objects.filter(pk=later.pk).update(submit_after=now + timedelta(minutes=5))
+    with override_settings(JOBS_SUBMIT_GRACE=0, JOBS_POLL_LEASE=30):
+        claimed, sync_calls = claim_waiting_submissions(now=now)
+        assert (claimed, sync_calls) == ([waiting.pk], [])
+        # Claimed: leased through its own column; next_poll_at stays the pending jobs' alone.
+        waiting.refresh_from_db()
+        assert waiting.submit_after == now + timedelta(seconds=30)
+        assert waiting.next_poll_at is None
+        assert claim_waiting_submissions(now=now + timedelta(seconds=1)) == ([], [])
+        assert claim_waiting_submissions(now=now + timedelta(minutes=6)) == ([waiting.pk, later.pk], [])
+
+
+def _pending_now(job: Job) -> Job:
+    """Wait for `job` to be pending, then take it out of every sweep's reach (its next poll far ahead)."""
+    wait_for(lambda: Job.objects.get(pk=job.pk).state == JobState.PENDING, what="pending")
+    Job.objects.filter(pk=job.pk).update(next_poll_at=timezone.now() + timedelta(days=1))
+    return Job.objects.get(pk=job.pk)
+
+
+def test_a_poll_that_finds_its_job_running_reads_and_writes_nothing_and_the_sweep_writes_all_in_one(live, analyst):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs.lifecycle import claim_due_jobs, poll, record_still_running
+
+    jobs = [
+        _pending_now(submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 600})) for _ in range(3)
+    ]
+    # A claim reads the jobs with their connection in its one SELECT (its `now` past their next poll).
+    claimed = claim_due_jobs(now=timezone.now() + timedelta(days=2))
+    assert sorted(job.pk for job in claimed) == sorted(job.pk for job in jobs)
+    with CaptureQueriesContext(connection) as queries:
+        outcomes = [poll(job) for job in claimed]
+    assert [query["sql"] for query in queries] == []
+    rows = [outcome.still_running for outcome in outcomes]
+    assert all(rows)
+    with CaptureQueriesContext(connection) as queries:
+        assert record_still_running(rows) == 3
+    assert len(queries) == 1
+    for job, row in zip(claimed, rows, strict=True):
+        recorded = Job.objects.get(pk=job.pk)
+        # The running stack's own sweep may have polled the job too before it was taken out of reach.
+        assert 1 <= recorded.poll_count <= EngineJob.objects.get(pk=job.oml_job_id).status_requests
+        assert recorded.poll_log["first"][-1][1] == 202
+        assert recorded.oml_last_running_at >= row["oml_last_running_at"]
+        tasks.cancel_job.delay(job.pk, "test")
+    for job in jobs:
+        wait_terminal(job)
+
+
+def test_a_slow_result_download_never_holds_other_jobs_polls(second_stack, analyst):
+    # The engine holds every result download for `delay_seconds`; one worker process, sweeping often, polls
+    # the other job at a fixed short interval.
+    second_stack(
+        {
+            "OMLENGINE_FAULTS": "slowresult=1,delay_seconds=2",
+            "JOBS_POLL_STRATEGY": "fixed",
+            "JOBS_POLL_FIXED_INTERVAL": "0.1",
+            "JOBS_SWEEP_INTERVAL": "0.2",
+            "JOBS_SWEEP_FETCH_WAIT": "0.1",
+        },
+        concurrency=1,
+    )
+    running = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 600})
+    wait_for(lambda: Job.objects.get(pk=running.pk).state == JobState.PENDING, what="pending")
+    finishing = wait_terminal(submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 0.5}))
+    assert finishing.state == JobState.SUCCEEDED
+    moves = dict(JobTransition.objects.filter(job=finishing).values_list("to_state", "at"))
+    fetch_started, fetch_ended = moves[JobState.FETCHING], moves[JobState.SUCCEEDED]
+    # The download was held (the engine's delay), and meanwhile the other job was polled again and again.
+    running.refresh_from_db()
+    entries = running.poll_log["first"] + running.poll_log["last"]
+    during = [at for at, *_ in entries if fetch_started.timestamp() < at < fetch_ended.timestamp()]
+    assert len(during) >= 2, (fetch_started, fetch_ended, entries)
+    tasks.cancel_job.delay(running.pk, "test")
+    assert wait_terminal(running).state == JobState.CANCELLED
