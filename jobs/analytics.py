@@ -38,7 +38,7 @@ from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper,
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import Job
+from .models import Job, TeamRollup
 from .rollups import PHASES, RollupSelection, bucket_value, weighted_percentile
 from .states import TERMINAL_STATES, JobState
 from .templatetags.jobs_tags import zoned
@@ -181,21 +181,35 @@ def _trend_from_counts(counts: list[tuple[str, date, int, int]]) -> list[TrendPo
 
 
 def bucket_counts(rollups: QuerySet) -> list[tuple[str, date, int, int]]:
-    """(script, day in the current zone, duration bucket, jobs) of the succeeded jobs of `rollups` (hourly or
-    team rollups), summed.
+    """(script, day in the current zone, duration bucket, jobs) of the succeeded jobs of `rollups` (hourly
+    rollups, or team rollups whose histograms are kept per script), summed.
 
     On PostgreSQL the histograms are unnested and summed by the database (a window of a million jobs holds
-    about as many rollups: reading them into Python took seconds; bench/history.py); elsewhere here.
+    about as many histogram entries: reading them into Python took seconds; bench/history.py); elsewhere here.
     """
-    succeeded = rollups.filter(state=JobState.SUCCEEDED).order_by().values("script_name", "hour", "durations")
+    per_script = rollups.model is TeamRollup
+    succeeded = rollups.filter(state=JobState.SUCCEEDED).order_by()
+    succeeded = (
+        succeeded.values("hour", "durations") if per_script else succeeded.values("hour", "durations", "script_name")
+    )
     if connection.vendor != "postgresql":
         return bucket_counts_in_python(succeeded)
     inner, params = succeeded.query.sql_with_params()
     # The ORM's own statement inside, with its parameters: no text of the request is pasted in.
+    if per_script:
+        source = (
+            f"FROM ({inner}) AS r(hour, durations) CROSS JOIN LATERAL jsonb_each(r.durations) AS s(script, counts) "
+            "CROSS JOIN LATERAL jsonb_each_text(s.counts) AS b"
+        )
+        script = "s.script"
+    else:
+        source = (
+            f"FROM ({inner}) AS r(hour, durations, script_name) CROSS JOIN LATERAL jsonb_each_text(r.durations) AS b"
+        )
+        script = "r.script_name"
     statement = (
-        "SELECT r.script_name, (r.hour AT TIME ZONE %s)::date, b.key::integer, SUM(b.value::integer)::bigint "  # noqa: S608
-        f"FROM ({inner}) AS r(script_name, hour, durations) "
-        "CROSS JOIN LATERAL jsonb_each_text(r.durations) AS b GROUP BY 1, 2, 3"
+        f"SELECT {script}, (r.hour AT TIME ZONE %s)::date, b.key::integer, SUM(b.value::integer)::bigint "
+        f"{source} GROUP BY 1, 2, 3"
     )
     # The planner counts 100 rows for each jsonb_each_text (most rollups hold one bucket): that puts the
     # statement past the thresholds of JIT compilation and parallel workers, which on a week of a million jobs
@@ -209,7 +223,8 @@ def bucket_counts(rollups: QuerySet) -> list[tuple[str, date, int, int]]:
 
 
 def bucket_counts_in_python(succeeded) -> list[tuple[str, date, int, int]]:
-    """bucket_counts read row by row (any database; the answer the SQL is tested against)."""
+    """bucket_counts read row by row (any database; the answer the SQL is tested against): `succeeded` gives
+    hour and durations, and script_name for hourly rollups (team rollups keep their histograms per script)."""
     totals: dict[tuple[str, date, int], int] = defaultdict(int)
     days: dict[datetime, date] = {}
     for row in succeeded.iterator(chunk_size=5000):
@@ -217,8 +232,10 @@ def bucket_counts_in_python(succeeded) -> list[tuple[str, date, int, int]]:
         day = days.get(hour)
         if day is None:
             day = days[hour] = _day(hour)
-        for bucket, n in row["durations"].items():
-            totals[(row["script_name"], day, int(bucket))] += n
+        histograms = {row["script_name"]: row["durations"]} if "script_name" in row else row["durations"]
+        for script, counts in histograms.items():
+            for bucket, n in counts.items():
+                totals[(script, day, int(bucket))] += n
     return [(script, day, bucket, n) for (script, day, bucket), n in totals.items()]
 
 

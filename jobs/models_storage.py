@@ -171,10 +171,10 @@ class JobRollup(models.Model):
 
 
 class TeamRollup(models.Model):
-    """The hourly rollups summed over owner, kind and connection: per hour of creation (UTC), team, script and
-    final state, purged jobs included. What an administrator or a team's viewer reads when no owner, kind or
-    connection is chosen: a year of a million jobs is 537,000 of these against 886,000 hourly rollups
-    (bench/history.py).
+    """The hourly rollups summed over owner, connection, script and kind: per hour of creation (UTC), team and
+    final state, purged jobs included, with the succeeded jobs' histograms per script. What an administrator or
+    a team's viewer reads when no owner, connection, script or kind is chosen: a year of a million jobs is
+    94,000 of these against 886,000 hourly rollups (bench/history.py).
 
     Kept by jobs.rollups with the hourly rollups (as jobs end, in the same transaction; rebuilt from them by
     `rollups_rebuild`); a purge leaves it as it was, since each job counts once before and after.
@@ -182,7 +182,6 @@ class TeamRollup(models.Model):
 
     hour = models.DateTimeField(help_text="The hour (UTC) the jobs were created in.")
     team = models.ForeignKey("accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    script_name = models.CharField(max_length=128)
     state = models.CharField(max_length=16)
     jobs = models.BigIntegerField(default=0)
     queue_sum = models.FloatField(default=0.0)
@@ -194,7 +193,8 @@ class TeamRollup(models.Model):
     fetch_sum = models.FloatField(default=0.0)
     fetch_n = models.BigIntegerField(default=0)
     durations = models.JSONField(
-        default=dict, help_text="Succeeded jobs' durations (finished - created) by log bucket: {index: count}."
+        default=dict,
+        help_text="Succeeded jobs' durations (finished - created) per script by log bucket: {script: {index: count}}.",
     )
 
     class Meta:
@@ -206,4 +206,4 @@ class TeamRollup(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.jobs} {self.state} {self.script_name} of team {self.team_id} at {self.hour:%Y-%m-%d %H:00}"
+        return f"{self.jobs} {self.state} of team {self.team_id} at {self.hour:%Y-%m-%d %H:00}"

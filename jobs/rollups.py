@@ -10,13 +10,14 @@
   them (`rollups_rebuild`, `manage.py rollups_rebuild`, for rows written any other way); the purged part holds
   jobs retention removed. `rollups_purge` moves jobs about to be deleted from the first to the second, in the
   purge's transaction: each job counts once, before and after.
-- Team rollups (TeamRollup) are the hourly rollups, both parts, summed over owner, kind and connection: per
-  hour, team, script and state. They are added to with the live part (rollup_add), rebuilt from the hourly
-  rollups with them (rollups_rebuild), and a purge leaves them as they were (each job counts once before and
-  after). This module is the only one that writes either level.
+- Team rollups (TeamRollup) are the hourly rollups, both parts, summed over owner, connection, script and
+  kind: per hour, team and state, their histograms kept per script ({script: {bucket: count}}). They are added
+  to with the live part (rollup_add), rebuilt from the hourly rollups with them (rollups_rebuild), and a purge
+  leaves them as they were (each job counts once before and after). This module is the only one that writes
+  either level.
 - `rollups_for` selects the rollups a user may see that match the history's filters, as
-  jobs.selectors.job_history_queryset selects rows: team rollups where no owner, kind or connection is chosen
-  and the viewer sees whole teams (an administrator sees them all), hourly rollups for the rest.
+  jobs.selectors.job_history_queryset selects rows: team rollups where no owner, connection, script or kind is
+  chosen and the viewer sees whole teams (an administrator sees them all), hourly rollups for the rest.
 """
 
 from __future__ import annotations
@@ -154,32 +155,39 @@ def rollup_add(rows: Iterable[tuple], *, purged: bool = False) -> None:
             team_rollup.save()
 
 
-def group_add(total: dict, group: dict) -> None:
-    """Add one group of sums (as rollup_groups makes them) to another."""
+def merge_counts(into: dict, more: dict) -> dict:
+    """`into` with the counts of `more` added: histograms ({bucket: count}) or histograms per script
+    ({script: {bucket: count}}). Nested histograms are copied, never changed in place."""
+    for key, value in more.items():
+        if isinstance(value, dict):
+            into[key] = merge_counts(dict(into.get(key, {})), value)
+        else:
+            into[key] = into.get(key, 0) + value
+    return into
+
+
+def group_add(total: dict, group: dict, script: str | None = None) -> None:
+    """Add one group of sums (as rollup_groups makes them) to another; with `script`, its histogram under that
+    script's name (a team rollup's group)."""
     total["jobs"] += group["jobs"]
     for name in PHASES:
         total["sums"][name] += group["sums"][name]
         total["n"][name] += group["n"][name]
-    for bucket, count in group["hist"].items():
-        total["hist"][bucket] = total["hist"].get(bucket, 0) + count
-
-
-def team_key(key: tuple) -> tuple:
-    """The team rollup's key (hour, team, script, state) of an hourly rollup's key."""
-    hour, _owner_id, team_id, _connection_id, script, _kind, state = key
-    return hour, team_id, script, state
+    if group["hist"]:
+        total["hist"] = merge_counts(total["hist"], group["hist"] if script is None else {script: group["hist"]})
 
 
 def team_key_fields(key: tuple) -> dict:
-    hour, team_id, script, state = key
-    return {"hour": hour, "team_id": team_id, "script_name": script, "state": state}
+    hour, team_id, state = key
+    return {"hour": hour, "team_id": team_id, "state": state}
 
 
 def team_groups(groups: dict[tuple, dict]) -> dict[tuple, dict]:
-    """Groups of hourly rollup keys (rollup_groups) summed per team rollup key."""
+    """Groups of hourly rollup keys (rollup_groups) summed per team rollup key (hour, team, state)."""
     summed: dict[tuple, dict] = {}
     for key, group in groups.items():
-        group_add(summed.setdefault(team_key(key), _group()), group)
+        hour, _owner_id, team_id, _connection_id, script, _kind, state = key
+        group_add(summed.setdefault((hour, team_id, state), _group()), group, script)
     return summed
 
 
@@ -200,26 +208,24 @@ def team_groups_of_rollups(rows: Iterable[tuple]) -> dict[tuple, dict]:
     summed: dict[tuple, dict] = {}
     for values in rows:
         row = dict(zip(ROLLUP_SUM_COLUMNS, values, strict=True))
-        key = (_hour(row["hour"]), row["team_id"], row["script_name"], row["state"])
+        key = (_hour(row["hour"]), row["team_id"], row["state"])
         group = summed.setdefault(key, _group())
         group["jobs"] += row["jobs"]
         for name in PHASES:
             group["sums"][name] += row[f"{name}_sum"]
             group["n"][name] += row[f"{name}_n"]
-        for bucket, count in row["durations"].items():
-            group["hist"][bucket] = group["hist"].get(bucket, 0) + count
+        if row["durations"]:
+            group["hist"] = merge_counts(group["hist"], {row["script_name"]: row["durations"]})
     return summed
 
 
-def rollup_merge(rollup: JobRollup, group: dict) -> None:
+def rollup_merge(rollup: JobRollup | TeamRollup, group: dict) -> None:
+    """Add a group's sums to an hourly or a team rollup (not saved)."""
     rollup.jobs += group["jobs"]
     for name in PHASES:
         setattr(rollup, f"{name}_sum", getattr(rollup, f"{name}_sum") + group["sums"][name])
         setattr(rollup, f"{name}_n", getattr(rollup, f"{name}_n") + group["n"][name])
-    merged = dict(rollup.durations)
-    for bucket, count in group["hist"].items():
-        merged[bucket] = merged.get(bucket, 0) + count
-    rollup.durations = merged
+    rollup.durations = merge_counts(dict(rollup.durations), group["hist"])
 
 
 def rollup_job_finished(*, job_id: int) -> None:
@@ -322,7 +328,8 @@ class RollupSelection:
 
 
 def _matching(rollups: QuerySet, filters: HistoryFilters) -> QuerySet:
-    """The filters both levels know: the window (as job_history_queryset reads it), states, script, search."""
+    """The window (as job_history_queryset reads it) and the states, which both levels know; the script and the
+    search (hourly rollups only)."""
     created_from = filters.created_from
     if created_from is None and filters.created_to is None and not filters.search:
         created_from = default_window_start()
@@ -361,7 +368,8 @@ def rollups_for(user, filters: HistoryFilters) -> RollupSelection:
     own = Q(owner=user)
     if not admin:
         hourly = hourly.filter(own | Q(team_id__in=teams) if teams else own)
-    if filters.kind or filters.owner or filters.connection or not (admin or teams):
+    chosen = filters.kind or filters.owner or filters.connection or filters.script or filters.search
+    if chosen or not (admin or teams):
         return RollupSelection([hourly], hourly)
     if admin:
         return RollupSelection([_matching(TeamRollup.objects.all(), filters)], hourly)

@@ -1,6 +1,6 @@
-"""Team rollups: the hourly rollups summed over owner, kind and connection, kept as jobs end (in the same
+"""Team rollups: the hourly rollups summed over owner, connection, script and kind, kept as jobs end (in the same
 transaction as the hourly ones), rebuilt with them, left as they were by a purge; what an administrator and a
-team's viewer read when no owner, kind or connection is chosen. Run on SQLite and on PostgreSQL."""
+team's viewer read when no owner, connection, script or kind is chosen. Run on SQLite and on PostgreSQL."""
 
 import io
 from collections import Counter
@@ -43,7 +43,8 @@ def people(make_user):
 @pytest.fixture
 def ended(people):
     """Jobs of three owners, two teams (and one of Ann's filed under Pricing, one under no team: jobs keep the
-    team they were submitted under), two kinds, over several hours and states, ended through the services."""
+    team they were submitted under), two scripts and kinds, over several hours and states, ended through the
+    services."""
     owners = [
         (people["ann"], people["risk"]),
         (people["bob"], people["risk"]),
@@ -77,41 +78,47 @@ def ended(people):
 def team_rollups() -> dict[tuple, tuple]:
     """What the team rollups hold, per key (one row per key)."""
     found = {}
-    for row in TeamRollup.objects.values("hour", "team_id", "script_name", "state", *SUMMED, "durations"):
-        key = (row["hour"], row["team_id"], row["script_name"], row["state"])
+    for row in TeamRollup.objects.values("hour", "team_id", "state", *SUMMED, "durations"):
+        key = (row["hour"], row["team_id"], row["state"])
         assert key not in found, f"two team rollups for {key}"
-        found[key] = (*(round(row[name], 6) for name in SUMMED), {k: v for k, v in row["durations"].items() if v})
+        found[key] = (*(round(row[name], 6) for name in SUMMED), row["durations"])
     return found
 
 
 def hourly_summed() -> dict[tuple, tuple]:
-    """The hourly rollups (both parts) summed by the database per team rollup key, histograms merged here."""
-    sums = JobRollup.objects.values("hour", "team_id", "script_name", "state").annotate(
+    """The hourly rollups (both parts) summed by the database per team rollup key, their histograms gathered
+    per script here."""
+    sums = JobRollup.objects.values("hour", "team_id", "state").annotate(
         **{f"total_{name}": Sum(name) for name in SUMMED}
     )
-    histograms: dict[tuple, Counter] = {}
-    for row in JobRollup.objects.values("hour", "team_id", "script_name", "state", "durations"):
-        key = (row["hour"], row["team_id"], row["script_name"], row["state"])
-        histograms.setdefault(key, Counter()).update(row["durations"])
+    histograms: dict[tuple, dict[str, Counter]] = {}
+    for row in JobRollup.objects.values("hour", "team_id", "state", "script_name", "durations"):
+        if row["durations"]:
+            per_script = histograms.setdefault((row["hour"], row["team_id"], row["state"]), {})
+            per_script.setdefault(row["script_name"], Counter()).update(row["durations"])
     return {
-        (row["hour"], row["team_id"], row["script_name"], row["state"]): (
+        (row["hour"], row["team_id"], row["state"]): (
             *(round(row[f"total_{name}"], 6) for name in SUMMED),
-            dict(+histograms[(row["hour"], row["team_id"], row["script_name"], row["state"])]),
+            {
+                script: dict(counts)
+                for script, counts in histograms.get((row["hour"], row["team_id"], row["state"]), {}).items()
+            },
         )
         for row in sums
     }
 
 
 def counted_from_rows() -> dict[tuple, tuple[int, dict]]:
-    """Finished jobs and their duration buckets per (hour, team, script, state), from the job rows."""
-    found: dict[tuple, tuple[int, Counter]] = {}
+    """Finished jobs and their duration buckets per script, per (hour, team, state), from the job rows."""
+    found: dict[tuple, tuple[int, dict]] = {}
     for job in Job.objects.filter(state__in=TERMINAL_STATES):
         hour = job.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        jobs, buckets = found.get((hour, job.team_id, job.script_name, job.state), (0, Counter()))
+        jobs, per_script = found.get((hour, job.team_id, job.state), (0, {}))
         if job.state == JobState.SUCCEEDED:
-            buckets[str(duration_bucket((job.finished_at - job.created_at).total_seconds()))] += 1
-        found[(hour, job.team_id, job.script_name, job.state)] = (jobs + 1, buckets)
-    return {key: (jobs, dict(buckets)) for key, (jobs, buckets) in found.items()}
+            bucket = str(duration_bucket((job.finished_at - job.created_at).total_seconds()))
+            per_script.setdefault(job.script_name, Counter())[bucket] += 1
+        found[(hour, job.team_id, job.state)] = (jobs + 1, per_script)
+    return {key: (jobs, {s: dict(c) for s, c in per_script.items()}) for key, (jobs, per_script) in found.items()}
 
 
 def test_team_rollups_are_the_hourly_rollups_summed_and_count_the_rows(ended):
@@ -119,7 +126,7 @@ def test_team_rollups_are_the_hourly_rollups_summed_and_count_the_rows(ended):
     assert len(kept) > 5
     assert kept == hourly_summed()
     assert {key: (values[0], values[-1]) for key, values in kept.items()} == counted_from_rows()
-    # Dropping owner, kind and connection gathered jobs the hourly rollups keep apart.
+    # Dropping owner, connection, script and kind gathered jobs the hourly rollups keep apart.
     assert TeamRollup.objects.count() < JobRollup.objects.count()
 
 
@@ -135,9 +142,7 @@ def test_the_rebuild_makes_the_same_team_rollups_and_leaves_them_alone_elsewhere
     assert team_rollups() == kept
 
 
-def test_a_purge_leaves_the_team_rollups_and_the_administrators_figures_as_they_were(
-    client, people, ended, settings
-):
+def test_a_purge_leaves_the_team_rollups_and_the_administrators_figures_as_they_were(client, people, ended, settings):
     from jobs.retention import purge
 
     settings.RETENTION_RESULT_DAYS, settings.RETENTION_JOB_DAYS = 30, 90
@@ -154,7 +159,8 @@ def test_a_purge_leaves_the_team_rollups_and_the_administrators_figures_as_they_
     assert after["outcomes"] == before["outcomes"]
     assert after["phases"] == before["phases"]
     # The trend was exact from the rows; with its jobs purged it is read from the buckets, and says so.
-    assert before["trend"]["approximate"] is False and after["trend"]["approximate"] is True
+    assert before["trend"]["approximate"] is False
+    assert after["trend"]["approximate"] is True
     assert after["trend"]["days"] == before["trend"]["days"]
     # A rebuild after the purge keeps them: the hourly rollups of purged jobs are summed too.
     call_command("rollups_rebuild", stdout=io.StringIO())
@@ -186,10 +192,11 @@ def test_an_administrator_reads_the_team_rollups_with_the_rows_figures(people, e
         assert bucketed[key].jobs == point.jobs
         assert bucketed[key].p50 == pytest.approx(point.p50, rel=0.025)
         assert bucketed[key].p95 == pytest.approx(point.p95, rel=0.025)
-    # An owner, a kind or a connection chosen: the hourly rollups, which know them.
+    # An owner, a kind or a script chosen: the hourly rollups, which know them.
     for chosen in (
         HistoryFilters(created_from=START, owner="ann"),
         HistoryFilters(created_from=START, kind=[JobKind.DO_EVAL]),
+        HistoryFilters(created_from=START, script="alpha"),
     ):
         assert [part.model for part in rollups_for(admin, chosen).parts] == [JobRollup]
 
