@@ -14,7 +14,7 @@
    after; and the analytics page with its four charts' data, on the default window and on a year. Before that,
    the analytics' rollups are rebuilt from the rows (`rollups_rebuild`: the rows are written by SQL) and their
    figures checked against the raw figures of the rows: counts and phase means equal, bucket percentiles within
-   their stated error.
+   their stated error; and the team rollups against the hourly rollups they sum.
 4. Renders each page once more in-process, capturing its SQL: the number of queries, any COUNT over the jobs
    table, and EXPLAIN (ANALYZE, BUFFERS) of the slowest statements.
 
@@ -423,7 +423,7 @@ def check_rollups(users: dict, year_ago: str) -> dict:
                     if a:
                         worst_phase = max(worst_phase, abs(a - b) / a)
             exact = {(p.script, p.day): p for p in analytics.duration_trend(jobs)}
-            bucketed = {(p.script, p.day): p for p in analytics._trend_from_buckets(rollups)}
+            bucketed = {(p.script, p.day): p for p in analytics.trend_from_buckets(rollups)}
             if exact.keys() != bucketed.keys():
                 raise SystemExit(f"rollups disagree with the rows on the trend's script-days ({who}, {window})")
             worst = 0.0
@@ -435,14 +435,52 @@ def check_rollups(users: dict, year_ago: str) -> dict:
             found[f"{who}_{window}"] = {
                 "days": len(rolled_outcomes),
                 "jobs": sum(sum(d.counts.values()) for d in rolled_outcomes),
-                "rollups": rollups.count(),
+                "rollups": {part.model.__name__: part.count() for part in rollups.parts},
                 "phase_mean_worst_relative_error": round(worst_phase, 9),
                 "percentile_worst_relative_error": round(worst, 4),
                 "trend_exact_on_the_page": analytics.trend_is_exact(rollups),
             }
             if worst > 0.025:
                 raise SystemExit(f"bucket percentiles beyond their stated error: {worst:.2%} ({who}, {window})")
+    found["team_rollups"] = check_team_rollups()
     return found
+
+
+def check_team_rollups() -> dict:
+    """The team rollups against the hourly rollups they sum, over the whole table: per hour, team and state,
+    jobs and phase sums equal (relative error <= 1e-6), and the succeeded jobs of each histogram per script."""
+    from collections import Counter
+
+    from django.db.models import Sum
+
+    from jobs.models import JobRollup, TeamRollup
+
+    summed = ("jobs", "queue_sum", "queue_n", "oml_sum", "oml_n", "lag_sum", "lag_n", "fetch_sum", "fetch_n")
+
+    def sums(model) -> dict:
+        rows = model.objects.values("hour", "team_id", "state").annotate(**{f"t_{n}": Sum(n) for n in summed})
+        return {(r["hour"], r["team_id"], r["state"]): [r[f"t_{n}"] for n in summed] for r in rows}
+
+    hourly, teams = sums(JobRollup), sums(TeamRollup)
+    if hourly.keys() != teams.keys():
+        raise SystemExit("team rollups disagree with the hourly rollups on their keys")
+    worst = 0.0
+    for key, values in hourly.items():
+        for a, b in zip(values, teams[key], strict=True):
+            if a != b:
+                worst = max(worst, abs(a - b) / abs(a))
+    if worst > 1e-6:
+        raise SystemExit(f"team rollups disagree with the hourly rollups: relative error {worst}")
+    # Each script's succeeded jobs in the histograms, both levels.
+    per_script: Counter = Counter()
+    for script, durations in JobRollup.objects.filter(state="succeeded").values_list("script_name", "durations"):
+        per_script[script] += sum(durations.values())
+    for durations in TeamRollup.objects.filter(state="succeeded").values_list("durations", flat=True).iterator():
+        for script, counts in durations.items():
+            per_script[script] -= sum(counts.values())
+    if any(per_script.values()):
+        raise SystemExit("team rollups disagree with the hourly rollups on their histograms")
+    return {"keys": len(teams), "worst_relative_error": worst, "hourly_rollups": JobRollup.objects.count()}
 
 
 def page50_start(year_ago: str) -> str:
@@ -602,10 +640,12 @@ def main() -> None:
 
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE jobs_job")
-        from jobs.models import JobRollup
+                cursor.execute("ANALYZE jobs_teamrollup")  # a level of rollups its migration filled
+        from jobs.models import JobRollup, TeamRollup
         from jobs.rollups import rollups_rebuild
 
-        if refill or args.rebuild or not JobRollup.objects.filter(purged=False).exists():
+        missing = not JobRollup.objects.filter(purged=False).exists() or not TeamRollup.objects.exists()
+        if refill or args.rebuild or missing:
             started = time.perf_counter()
             counted = rollups_rebuild()
             figures["rollups_rebuild_s"] = round(time.perf_counter() - started, 1)
@@ -614,6 +654,7 @@ def main() -> None:
 
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE jobs_jobrollup")
+                cursor.execute("ANALYZE jobs_teamrollup")
         data = describe_data()
         figures["data"] = data
         print(

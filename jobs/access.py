@@ -214,6 +214,18 @@ def connection_refusal(user, connection: Connection) -> ConnectionDenied | None:
 # --- Jobs -----------------------------------------------------------------------------------------
 
 
+def visible_team_ids(user) -> list[int]:
+    """The teams whose every job `user` sees (besides their own jobs): those they audit, and those of theirs
+    that share their history."""
+    return sorted(
+        {
+            role.team_id
+            for role in memberships(user)
+            if role.role == Membership.Role.AUDITOR or (role.role in SUBMITTING_ROLES and role.shares_history)
+        }
+    )
+
+
 def visibility_filter(user) -> Q | None:
     """A filter on Job for what `user` may see; None means everything."""
     if is_admin(user):
@@ -221,13 +233,7 @@ def visibility_filter(user) -> Q | None:
     # The teams are read first (one small query) rather than nested as subqueries: with literal ids, and none
     # for a user who only sees their own jobs, PostgreSQL walks the owner's history index instead of filtering
     # the whole table's (bench/history.py).
-    teams = sorted(
-        {
-            role.team_id
-            for role in memberships(user)
-            if role.role == Membership.Role.AUDITOR or (role.role in SUBMITTING_ROLES and role.shares_history)
-        }
-    )
+    teams = visible_team_ids(user)
     return Q(owner=user) | Q(team_id__in=teams) if teams else Q(owner=user)
 
 

@@ -14,10 +14,11 @@ Definitions (the page and its JSON endpoints say the same):
   in which OML's finish went unseen (`oml_finished_at - oml_last_running_at`, an upper bound); fetch time
   `result_fetched_at - oml_finished_at`. OML's real time lies between the OML phase and OML + lag
   (jobs.timing.oml_bounds). Each day shows the mean of each phase, so they stack to the mean total.
-- The figures come from the hourly rollups (jobs.rollups), kept as jobs end and when retention removes them:
-  outcomes and phase means exactly. Percentiles are exact (from the rows) while the window holds at most
-  EXACT_MAX succeeded jobs and none was purged; beyond, they are read from log buckets, within about 2.5 % of
-  the exact one (`Figures.approximate` says which, and the page says so).
+- The figures come from the rollups (jobs.rollups: hourly, and per team where no owner, kind or connection is
+  chosen), kept as jobs end and when retention removes them: outcomes and phase means exactly. Percentiles are
+  exact (from the rows) while the window holds at most EXACT_MAX succeeded jobs and none was purged; beyond,
+  they are read from log buckets, within about 2.5 % of the exact one (`approximate` in trend.json says which,
+  and the page says so).
 - A rollup's hour is counted in the viewer's day it starts in: in a time zone whose offset is not a whole
   number of hours (e.g. +05:30), the jobs of the part of an hour that crosses local midnight count on the day
   that hour starts in. Searches (a job id, an OML job id) and "pinned only" read the rows (exact).
@@ -37,15 +38,17 @@ from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper,
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import Job, JobRollup
-from .rollups import PHASES, bucket_value, weighted_percentile
+from .models import Job, TeamRollup
+from .rollups import PHASES, RollupSelection, bucket_value, weighted_percentile
 from .states import TERMINAL_STATES, JobState
 from .templatetags.jobs_tags import zoned
 from .timing import COLUMNS as PHASE_COLUMNS
 from .timing import job_phases
 
 MAX_ROWS = 200_000
-EXACT_MAX = 20_000
+# Past this many succeeded jobs in the window, the trend's percentiles are read from the rollups' buckets: the
+# exact percentile_cont over an analyst's year (19,000 rows) cost 85 ms of a 312 ms p95 (bench/history.py).
+EXACT_MAX = 5_000
 GANTT_MAX_JOBS = 300
 FAILED_STATES = (JobState.FAILED, JobState.TIMED_OUT)
 STATE_ORDER = [
@@ -108,17 +111,17 @@ class TrendPoint:
     p95: float | None
 
 
-def trend_figures(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> tuple[list[TrendPoint], bool]:
+def trend_figures(jobs: QuerySet[Job], rollups: RollupSelection | None = None) -> tuple[list[TrendPoint], bool]:
     """p50 and p95 of the duration of succeeded jobs, per script and day, and whether they are approximate:
     exact (from the rows) while `trend_is_exact`, else read from the rollups' buckets. The exactness is
     decided first, by a sum over the rollups that reads no histogram: a window that is exact then costs no
     unnesting (an analyst's year: bench/history.py)."""
     if rollups is None or trend_is_exact(rollups):
         return _trend_from_rows(jobs), False
-    return _trend_from_counts(bucket_counts(rollups)), True
+    return trend_from_buckets(rollups), True
 
 
-def duration_trend(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[TrendPoint]:
+def duration_trend(jobs: QuerySet[Job], rollups: RollupSelection | None = None) -> list[TrendPoint]:
     """The points of trend_figures."""
     return trend_figures(jobs, rollups)[0]
 
@@ -147,17 +150,19 @@ def _trend_from_rows(jobs: QuerySet[Job]) -> list[TrendPoint]:
     return points
 
 
-def trend_is_exact(rollups: QuerySet[JobRollup]) -> bool:
-    """Whether the percentiles of these rollups' jobs are computed exactly from the rows: none was purged and
-    at most EXACT_MAX succeeded (one indexed sum over the rollups)."""
-    succeeded = rollups.filter(state=JobState.SUCCEEDED).order_by()
-    if succeeded.filter(purged=True).exists():
+def trend_is_exact(rollups: RollupSelection) -> bool:
+    """Whether the percentiles of these rollups' jobs are computed exactly from the rows: none was purged (the
+    hourly rollups' partial index) and at most EXACT_MAX succeeded (indexed sums over the rollups)."""
+    if rollups.hourly.filter(state=JobState.SUCCEEDED, purged=True).exists():
         return False
-    return (succeeded.aggregate(n=Sum("jobs"))["n"] or 0) <= EXACT_MAX
+    succeeded = sum(
+        part.filter(state=JobState.SUCCEEDED).order_by().aggregate(n=Sum("jobs"))["n"] or 0 for part in rollups.parts
+    )
+    return succeeded <= EXACT_MAX
 
 
-def _trend_from_buckets(rollups: QuerySet[JobRollup]) -> list[TrendPoint]:
-    return _trend_from_counts(bucket_counts(rollups))
+def trend_from_buckets(rollups: RollupSelection) -> list[TrendPoint]:
+    return _trend_from_counts([row for part in rollups.parts for row in bucket_counts(part)])
 
 
 def _trend_from_counts(counts: list[tuple[str, date, int, int]]) -> list[TrendPoint]:
@@ -175,21 +180,36 @@ def _trend_from_counts(counts: list[tuple[str, date, int, int]]) -> list[TrendPo
     return points
 
 
-def bucket_counts(rollups: QuerySet[JobRollup]) -> list[tuple[str, date, int, int]]:
-    """(script, day in the current zone, duration bucket, jobs) of the succeeded jobs of `rollups`, summed.
+def bucket_counts(rollups: QuerySet) -> list[tuple[str, date, int, int]]:
+    """(script, day in the current zone, duration bucket, jobs) of the succeeded jobs of `rollups` (hourly
+    rollups, or team rollups whose histograms are kept per script), summed.
 
     On PostgreSQL the histograms are unnested and summed by the database (a window of a million jobs holds
-    about as many rollups: reading them into Python took seconds; bench/history.py); elsewhere here.
+    about as many histogram entries: reading them into Python took seconds; bench/history.py); elsewhere here.
     """
-    succeeded = rollups.filter(state=JobState.SUCCEEDED).order_by().values("script_name", "hour", "durations")
+    per_script = rollups.model is TeamRollup
+    succeeded = rollups.filter(state=JobState.SUCCEEDED).order_by()
+    succeeded = (
+        succeeded.values("hour", "durations") if per_script else succeeded.values("hour", "durations", "script_name")
+    )
     if connection.vendor != "postgresql":
         return bucket_counts_in_python(succeeded)
     inner, params = succeeded.query.sql_with_params()
     # The ORM's own statement inside, with its parameters: no text of the request is pasted in.
+    if per_script:
+        source = (
+            f"FROM ({inner}) AS r(hour, durations) CROSS JOIN LATERAL jsonb_each(r.durations) AS s(script, counts) "
+            "CROSS JOIN LATERAL jsonb_each_text(s.counts) AS b"
+        )
+        script = "s.script"
+    else:
+        source = (
+            f"FROM ({inner}) AS r(hour, durations, script_name) CROSS JOIN LATERAL jsonb_each_text(r.durations) AS b"
+        )
+        script = "r.script_name"
     statement = (
-        "SELECT r.script_name, (r.hour AT TIME ZONE %s)::date, b.key::integer, SUM(b.value::integer)::bigint "  # noqa: S608
-        f"FROM ({inner}) AS r(script_name, hour, durations) "
-        "CROSS JOIN LATERAL jsonb_each_text(r.durations) AS b GROUP BY 1, 2, 3"
+        f"SELECT {script}, (r.hour AT TIME ZONE %s)::date, b.key::integer, SUM(b.value::integer)::bigint "
+        f"{source} GROUP BY 1, 2, 3"
     )
     # The planner counts 100 rows for each jsonb_each_text (most rollups hold one bucket): that puts the
     # statement past the thresholds of JIT compilation and parallel workers, which on a week of a million jobs
@@ -203,7 +223,8 @@ def bucket_counts(rollups: QuerySet[JobRollup]) -> list[tuple[str, date, int, in
 
 
 def bucket_counts_in_python(succeeded) -> list[tuple[str, date, int, int]]:
-    """bucket_counts read row by row (any database; the answer the SQL is tested against)."""
+    """bucket_counts read row by row (any database; the answer the SQL is tested against): `succeeded` gives
+    hour and durations, and script_name for hourly rollups (team rollups keep their histograms per script)."""
     totals: dict[tuple[str, date, int], int] = defaultdict(int)
     days: dict[datetime, date] = {}
     for row in succeeded.iterator(chunk_size=5000):
@@ -211,8 +232,10 @@ def bucket_counts_in_python(succeeded) -> list[tuple[str, date, int, int]]:
         day = days.get(hour)
         if day is None:
             day = days[hour] = _day(hour)
-        for bucket, n in row["durations"].items():
-            totals[(row["script_name"], day, int(bucket))] += n
+        histograms = {row["script_name"]: row["durations"]} if "script_name" in row else row["durations"]
+        for script, counts in histograms.items():
+            for bucket, n in counts.items():
+                totals[(script, day, int(bucket))] += n
     return [(script, day, bucket, n) for (script, day, bucket), n in totals.items()]
 
 
@@ -229,23 +252,25 @@ class PhasePoint:
     lag: float | None = None
 
 
-def phase_split(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[PhasePoint]:
+def phase_split(jobs: QuerySet[Job], rollups: RollupSelection | None = None) -> list[PhasePoint]:
     """Mean queue wait, OML time and fetch time of succeeded jobs, per day: summed in the database from the
     rollups, or from the rows (searches, pinned only)."""
+    days: dict[date, dict] = defaultdict(lambda: defaultdict(float))
     if rollups is not None:
-        rows = (
-            rollups.filter(state=JobState.SUCCEEDED)
-            .order_by()
-            .annotate(day=TruncDate("hour", tzinfo=timezone.get_current_timezone()))
-            .values("day")
-            .annotate(
-                n=Sum("jobs"),
-                **{f"{name}_{part}": Sum(f"{name}_{part}") for name in PHASES for part in ("sum", "n")},
+        sums = [f"{name}_{part}" for name in PHASES for part in ("sum", "n")]
+        for part in rollups.parts:
+            rows = (
+                part.filter(state=JobState.SUCCEEDED)
+                .order_by()
+                .annotate(day=TruncDate("hour", tzinfo=timezone.get_current_timezone()))
+                .values("day")
+                .annotate(**{f"total_{name}": Sum(name) for name in ("jobs", *sums)})
             )
-        )
-        days = {row["day"]: {"jobs": row["n"], **row} for row in rows}
+            for row in rows:
+                bucket = days[row["day"]]
+                for name in ("jobs", *sums):
+                    bucket[name] += row[f"total_{name}"]
     else:
-        days = defaultdict(lambda: defaultdict(float))
         rows = jobs.filter(state=JobState.SUCCEEDED).order_by("-created_at", "-id").values_list(*PHASE_COLUMNS)
         for values in rows[:MAX_ROWS]:
             job = dict(zip(PHASE_COLUMNS, values, strict=True))
@@ -286,28 +311,30 @@ def failure_rate(counts: dict[str, int]) -> float | None:
     return round(failed / decided, 4) if decided else None
 
 
-def outcomes(jobs: QuerySet[Job], rollups: QuerySet[JobRollup] | None = None) -> list[OutcomeDay]:
+def outcomes(jobs: QuerySet[Job], rollups: RollupSelection | None = None) -> list[OutcomeDay]:
     """Jobs per day by final state, counted in the database (from the rollups, or the rows)."""
     tz = timezone.get_current_timezone()
     if rollups is not None:
-        rows = (
-            rollups.filter(state__in=sorted(TERMINAL_STATES))
+        counted = [
+            part.filter(state__in=sorted(TERMINAL_STATES))
             .order_by()
             .annotate(day=TruncDate("hour", tzinfo=tz))
             .values("day", "state")
             .annotate(n=Sum("jobs"))
-        )
+            for part in rollups.parts
+        ]
     else:
-        rows = (
+        counted = [
             jobs.filter(state__in=sorted(TERMINAL_STATES))
             .order_by()
             .annotate(day=TruncDate("created_at", tzinfo=tz))
             .values("day", "state")
             .annotate(n=Count("id"))
-        )
+        ]
     days: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in rows:
-        days[row["day"]][row["state"]] += row["n"]
+    for rows in counted:
+        for row in rows:
+            days[row["day"]][row["state"]] += row["n"]
     return [
         OutcomeDay(day, {state: counts.get(state, 0) for state in STATE_ORDER}) for day, counts in sorted(days.items())
     ]

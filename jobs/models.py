@@ -6,7 +6,7 @@ from django.db import connection as db_connection
 from django.db import models
 from django.db.models import F, Q
 
-from .models_storage import JobPin, JobRollup, JobTally, RetentionPolicy, ScriptStats
+from .models_storage import JobPin, JobRollup, JobTally, RetentionPolicy, ScriptStats, TeamRollup
 from .states import ACTIVE_STATES, TERMINAL_STATES, JobKind, JobState, ServiceLevel
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ __all__ = [
     "JobTransition",
     "RetentionPolicy",
     "ScriptStats",
+    "TeamRollup",
 ]
 
 

@@ -168,3 +168,42 @@ class JobRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.jobs} {self.state} {self.script_name} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class TeamRollup(models.Model):
+    """The hourly rollups summed over owner, connection, script and kind: per hour of creation (UTC), team and
+    final state, purged jobs included, with the succeeded jobs' histograms per script. What an administrator or
+    a team's viewer reads when no owner, connection, script or kind is chosen: a year of a million jobs is
+    94,000 of these against 886,000 hourly rollups (bench/history.py).
+
+    Kept by jobs.rollups with the hourly rollups (as jobs end, in the same transaction; rebuilt from them by
+    `rollups_rebuild`); a purge leaves it as it was, since each job counts once before and after.
+    """
+
+    hour = models.DateTimeField(help_text="The hour (UTC) the jobs were created in.")
+    team = models.ForeignKey("accounts.Team", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    state = models.CharField(max_length=16)
+    jobs = models.BigIntegerField(default=0)
+    queue_sum = models.FloatField(default=0.0)
+    queue_n = models.BigIntegerField(default=0)
+    oml_sum = models.FloatField(default=0.0)
+    oml_n = models.BigIntegerField(default=0)
+    lag_sum = models.FloatField(default=0.0)
+    lag_n = models.BigIntegerField(default=0)
+    fetch_sum = models.FloatField(default=0.0)
+    fetch_n = models.BigIntegerField(default=0)
+    durations = models.JSONField(
+        default=dict,
+        help_text="Succeeded jobs' durations (finished - created) per script by log bucket: {script: {index: count}}.",
+    )
+
+    class Meta:
+        indexes = [
+            # analytics over a window: WHERE hour >= ? AND hour < ?
+            models.Index(fields=["hour"], name="team_rollup_hour_idx"),
+            # a team viewer's window, and finding a rollup to add to
+            models.Index(fields=["team", "hour"], name="team_rollup_team_hour_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.jobs} {self.state} of team {self.team_id} at {self.hour:%Y-%m-%d %H:00}"

@@ -10,8 +10,14 @@
   them (`rollups_rebuild`, `manage.py rollups_rebuild`, for rows written any other way); the purged part holds
   jobs retention removed. `rollups_purge` moves jobs about to be deleted from the first to the second, in the
   purge's transaction: each job counts once, before and after.
+- Team rollups (TeamRollup) are the hourly rollups, both parts, summed over owner, connection, script and
+  kind: per hour, team and state, their histograms kept per script ({script: {bucket: count}}). They are added
+  to with the live part (rollup_add), rebuilt from the hourly rollups with them (rollups_rebuild), and a purge
+  leaves them as they were (each job counts once before and after). This module is the only one that writes
+  either level.
 - `rollups_for` selects the rollups a user may see that match the history's filters, as
-  jobs.selectors.job_history_queryset selects rows.
+  jobs.selectors.job_history_queryset selects rows: team rollups where no owner, connection, script or kind is
+  chosen and the viewer sees whole teams (an administrator sees them all), hourly rollups for the rest.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ import math
 import uuid as uuid_lib
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from .access import visibility_filter
-from .models import Job, JobRollup
+from .access import is_admin, visible_team_ids
+from .models import Job, JobRollup, TeamRollup
 from .selectors import HistoryFilters, default_window_start
 from .states import TERMINAL_STATES, JobState
 from .timing import job_phases
@@ -73,6 +80,10 @@ def _hour(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def _group() -> dict:
+    return {"jobs": 0, "sums": defaultdict(float), "n": defaultdict(int), "hist": {}}
+
+
 def rollup_groups(rows: Iterable[tuple]) -> dict[tuple, dict]:
     """Jobs (tuples of COLUMNS) summed per rollup key."""
     groups: dict[tuple, dict] = {}
@@ -87,7 +98,7 @@ def rollup_groups(rows: Iterable[tuple]) -> dict[tuple, dict]:
             job["kind"],
             job["state"],
         )
-        group = groups.setdefault(key, {"jobs": 0, "sums": defaultdict(float), "n": defaultdict(int), "hist": {}})
+        group = groups.setdefault(key, _group())
         group["jobs"] += 1
         if job["state"] != JobState.SUCCEEDED:
             continue
@@ -117,30 +128,104 @@ def rollup_key_fields(key: tuple) -> dict:
     }
 
 
+def _key_order(item: tuple) -> list[str]:
+    return [str(part) for part in item[0]]
+
+
 def rollup_add(rows: Iterable[tuple], *, purged: bool = False) -> None:
     """Add jobs (tuples of COLUMNS) to their rollups of the live part (or the purged part), in the caller's
-    transaction. Rollups are locked in key order, so that two transactions adding to the same ones wait for
-    each other rather than deadlock."""
+    transaction; jobs added to the live part are added to their team rollups too (jobs moved to the purged part
+    are there already). Rollups are locked in key order, hourly ones first, so that two transactions adding to
+    the same ones wait for each other rather than deadlock."""
     groups = rollup_groups(rows)
     with transaction.atomic():
-        for key, group in sorted(groups.items(), key=lambda item: [str(part) for part in item[0]]):
+        for key, group in sorted(groups.items(), key=_key_order):
             fields = rollup_key_fields(key)
             rollup = JobRollup.objects.select_for_update().filter(purged=purged, **fields).first() or JobRollup(
                 purged=purged, **fields
             )
             rollup_merge(rollup, group)
             rollup.save()
+        if purged:
+            return
+        for key, group in sorted(team_groups(groups).items(), key=_key_order):
+            fields = team_key_fields(key)
+            team_rollup = TeamRollup.objects.select_for_update().filter(**fields).first() or TeamRollup(**fields)
+            rollup_merge(team_rollup, group)
+            team_rollup.save()
 
 
-def rollup_merge(rollup: JobRollup, group: dict) -> None:
+def merge_counts(into: dict, more: dict) -> dict:
+    """`into` with the counts of `more` added: histograms ({bucket: count}) or histograms per script
+    ({script: {bucket: count}}). Nested histograms are copied, never changed in place."""
+    for key, value in more.items():
+        if isinstance(value, dict):
+            into[key] = merge_counts(dict(into.get(key, {})), value)
+        else:
+            into[key] = into.get(key, 0) + value
+    return into
+
+
+def group_add(total: dict, group: dict, script: str | None = None) -> None:
+    """Add one group of sums (as rollup_groups makes them) to another; with `script`, its histogram under that
+    script's name (a team rollup's group)."""
+    total["jobs"] += group["jobs"]
+    for name in PHASES:
+        total["sums"][name] += group["sums"][name]
+        total["n"][name] += group["n"][name]
+    if group["hist"]:
+        total["hist"] = merge_counts(total["hist"], group["hist"] if script is None else {script: group["hist"]})
+
+
+def team_key_fields(key: tuple) -> dict:
+    hour, team_id, state = key
+    return {"hour": hour, "team_id": team_id, "state": state}
+
+
+def team_groups(groups: dict[tuple, dict]) -> dict[tuple, dict]:
+    """Groups of hourly rollup keys (rollup_groups) summed per team rollup key (hour, team, state)."""
+    summed: dict[tuple, dict] = {}
+    for key, group in groups.items():
+        hour, _owner_id, team_id, _connection_id, script, _kind, state = key
+        group_add(summed.setdefault((hour, team_id, state), _group()), group, script)
+    return summed
+
+
+# The columns of an hourly rollup that its team rollup sums, in the order team_groups_of_rollups reads them.
+ROLLUP_SUM_COLUMNS = (
+    "hour",
+    "team_id",
+    "script_name",
+    "state",
+    "jobs",
+    *(f"{name}_{part}" for name in PHASES for part in ("sum", "n")),
+    "durations",
+)
+
+
+def team_groups_of_rollups(rows: Iterable[tuple]) -> dict[tuple, dict]:
+    """Hourly rollups (tuples of ROLLUP_SUM_COLUMNS) summed per team rollup key."""
+    summed: dict[tuple, dict] = {}
+    for values in rows:
+        row = dict(zip(ROLLUP_SUM_COLUMNS, values, strict=True))
+        key = (_hour(row["hour"]), row["team_id"], row["state"])
+        group = summed.setdefault(key, _group())
+        group["jobs"] += row["jobs"]
+        for name in PHASES:
+            group["sums"][name] += row[f"{name}_sum"]
+            group["n"][name] += row[f"{name}_n"]
+        if row["durations"]:
+            group["hist"] = merge_counts(group["hist"], {row["script_name"]: row["durations"]})
+    return summed
+
+
+def rollup_merge(rollup: JobRollup | TeamRollup, group: dict) -> None:
+    """Add a group's sums to an hourly or a team rollup (not saved)."""
     rollup.jobs += group["jobs"]
     for name in PHASES:
         setattr(rollup, f"{name}_sum", getattr(rollup, f"{name}_sum") + group["sums"][name])
         setattr(rollup, f"{name}_n", getattr(rollup, f"{name}_n") + group["n"][name])
-    merged = dict(rollup.durations)
-    for bucket, count in group["hist"].items():
-        merged[bucket] = merged.get(bucket, 0) + count
-    rollup.durations = merged
+    rollup.durations = merge_counts(dict(rollup.durations), group["hist"])
 
 
 def rollup_job_finished(*, job_id: int) -> None:
@@ -165,14 +250,17 @@ def rollups_rebuild(
     *, start: datetime | None = None, end: datetime | None = None, hours: Iterable[datetime] | None = None
 ) -> int:
     """Recompute the live part from the job rows, for the hours of creation in [start, end) (all without
-    them), or for the given hours only. Returns the number of jobs counted.
+    them), or for the given hours only, and the team rollups of those hours from the hourly ones. Returns the
+    number of jobs counted.
 
     1. Delete the live rollups of those hours.
     2. Read the finished jobs of those hours in REBUILD_BATCH rows at a time (keyset on id) and sum them per key.
     3. Write the sums, in the caller's transaction (or one of its own).
+    4. Rebuild the team rollups of those hours from the hourly rollups, live and purged.
     """
     jobs = Job.objects.filter(state__in=TERMINAL_STATES)
-    live = JobRollup.objects.filter(purged=False)
+    hourly = JobRollup.objects.all()
+    teams = TeamRollup.objects.all()
     if hours is not None:
         hours = sorted({_hour(hour) for hour in hours})
         if not hours:
@@ -180,16 +268,18 @@ def rollups_rebuild(
         condition = Q()
         for hour in hours:
             condition |= Q(created_at__gte=hour, created_at__lt=hour + timedelta(hours=1))
-        jobs, live = jobs.filter(condition), live.filter(hour__in=hours)
+        jobs, hourly, teams = jobs.filter(condition), hourly.filter(hour__in=hours), teams.filter(hour__in=hours)
     else:
         if start is not None:
-            jobs, live = jobs.filter(created_at__gte=_hour(start)), live.filter(hour__gte=_hour(start))
+            jobs = jobs.filter(created_at__gte=_hour(start))
+            hourly, teams = hourly.filter(hour__gte=_hour(start)), teams.filter(hour__gte=_hour(start))
         if end is not None:
-            jobs, live = jobs.filter(created_at__lt=_hour(end)), live.filter(hour__lt=_hour(end))
+            jobs = jobs.filter(created_at__lt=_hour(end))
+            hourly, teams = hourly.filter(hour__lt=_hour(end)), teams.filter(hour__lt=_hour(end))
     counted = 0
     with transaction.atomic():
         # 1.
-        live.delete()
+        hourly.filter(purged=False).delete()
         # 2.
         totals: dict[tuple, dict] = {}
         last = 0
@@ -200,16 +290,7 @@ def rollups_rebuild(
             last = batch[-1][0]
             counted += len(batch)
             for key, group in rollup_groups(row[1:] for row in batch).items():
-                total = totals.get(key)
-                if total is None:
-                    totals[key] = group
-                    continue
-                total["jobs"] += group["jobs"]
-                for name in PHASES:
-                    total["sums"][name] += group["sums"][name]
-                    total["n"][name] += group["n"][name]
-                for bucket, count in group["hist"].items():
-                    total["hist"][bucket] = total["hist"].get(bucket, 0) + count
+                group_add(totals.setdefault(key, _group()), group)
         # 3.
         made = []
         for key, group in totals.items():
@@ -217,17 +298,38 @@ def rollups_rebuild(
             rollup_merge(rollup, group)
             made.append(rollup)
         JobRollup.objects.bulk_create(made, batch_size=1000)
+        # 4.
+        team_rollups_rebuild(hourly, teams)
     return counted
 
 
-def rollups_for(user, filters: HistoryFilters) -> QuerySet[JobRollup]:
-    """The rollups `user` may see matching `filters` (the window as job_history_queryset reads it)."""
-    if not user.is_authenticated:
-        return JobRollup.objects.none()
-    rollups = JobRollup.objects.all()
-    condition = visibility_filter(user)
-    if condition is not None:
-        rollups = rollups.filter(condition)
+def team_rollups_rebuild(hourly: QuerySet, teams: QuerySet) -> int:
+    """Replace the team rollups `teams` by the sums of the hourly rollups `hourly` (the same hours); returns
+    how many were written. Also what the migration that made them ran."""
+    teams.delete()
+    summed = team_groups_of_rollups(hourly.order_by().values_list(*ROLLUP_SUM_COLUMNS).iterator(chunk_size=5000))
+    made = []
+    for key, group in summed.items():
+        team_rollup = teams.model(**team_key_fields(key))
+        rollup_merge(team_rollup, group)
+        made.append(team_rollup)
+    teams.model.objects.bulk_create(made, batch_size=1000)
+    return len(made)
+
+
+@dataclass
+class RollupSelection:
+    """The rollups of a user's filters: `parts` are summed for the figures (team rollups and hourly rollups,
+    never counting a job twice); `hourly` holds the same jobs in hourly rollups, which alone say whether any
+    was purged."""
+
+    parts: list[QuerySet]
+    hourly: QuerySet[JobRollup]
+
+
+def _matching(rollups: QuerySet, filters: HistoryFilters) -> QuerySet:
+    """The window (as job_history_queryset reads it) and the states, which both levels know; the script and the
+    search (hourly rollups only)."""
     created_from = filters.created_from
     if created_from is None and filters.created_to is None and not filters.search:
         created_from = default_window_start()
@@ -237,14 +339,8 @@ def rollups_for(user, filters: HistoryFilters) -> QuerySet[JobRollup]:
         rollups = rollups.filter(hour__lt=filters.created_to)
     if filters.state:
         rollups = rollups.filter(state__in=filters.state)
-    if filters.kind:
-        rollups = rollups.filter(kind__in=filters.kind)
     if filters.script:
         rollups = rollups.filter(script_name=filters.script)
-    if filters.owner:
-        rollups = rollups.filter(owner__username=filters.owner)
-    if filters.connection:
-        rollups = rollups.filter(connection_id=filters.connection)
     if filters.search:
         term = filters.search.strip()
         try:
@@ -252,8 +348,35 @@ def rollups_for(user, filters: HistoryFilters) -> QuerySet[JobRollup]:
         except ValueError:
             rollups = rollups.filter(Q(script_name__istartswith=term))
         else:
-            return JobRollup.objects.none()  # a purged job's own id is not kept
+            return rollups.none()  # a purged job's own id is not kept
     return rollups
+
+
+def rollups_for(user, filters: HistoryFilters) -> RollupSelection:
+    """The rollups `user` may see matching `filters`."""
+    if not user.is_authenticated:
+        return RollupSelection([], JobRollup.objects.none())
+    admin = is_admin(user)
+    teams = [] if admin else visible_team_ids(user)
+    hourly = _matching(JobRollup.objects.all(), filters)
+    if filters.kind:
+        hourly = hourly.filter(kind__in=filters.kind)
+    if filters.owner:
+        hourly = hourly.filter(owner__username=filters.owner)
+    if filters.connection:
+        hourly = hourly.filter(connection_id=filters.connection)
+    own = Q(owner=user)
+    if not admin:
+        hourly = hourly.filter(own | Q(team_id__in=teams) if teams else own)
+    chosen = filters.kind or filters.owner or filters.connection or filters.script or filters.search
+    if chosen or not (admin or teams):
+        return RollupSelection([hourly], hourly)
+    if admin:
+        return RollupSelection([_matching(TeamRollup.objects.all(), filters)], hourly)
+    # Whole teams from the team rollups; the viewer's own jobs filed under any other team (or none) by the hour.
+    whole = _matching(TeamRollup.objects.filter(team_id__in=teams), filters)
+    rest = _matching(JobRollup.objects.filter(own).exclude(team_id__in=teams), filters)
+    return RollupSelection([whole, rest], hourly)
 
 
 # --- Reading them for analytics ------------------------------------------------------------------

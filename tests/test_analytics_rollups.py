@@ -144,3 +144,19 @@ def test_bucket_counts_summed_by_the_database_equal_those_read_row_by_row(client
             summed = sorted(bucket_counts(Rollup.objects.all()))
             assert summed == sorted(bucket_counts_in_python(succeeded))
             assert sum(n for *_, n in summed) == 5
+
+
+def test_team_rollups_bucket_counts_summed_by_the_database_equal_those_read_row_by_row(client, analyst, finished):
+    from django.utils import timezone
+
+    from jobs.analytics import bucket_counts, bucket_counts_in_python
+    from jobs.models import TeamRollup
+
+    hourly = sorted(bucket_counts(JobRollup.objects.all()))
+    for zone in ("UTC", "Asia/Kolkata", "America/St_Johns"):
+        with timezone.override(zone):
+            succeeded = TeamRollup.objects.filter(state=JobState.SUCCEEDED).values("hour", "durations")
+            summed = sorted(bucket_counts(TeamRollup.objects.all()))
+            assert summed == sorted(bucket_counts_in_python(succeeded))
+            assert summed == sorted(bucket_counts(JobRollup.objects.all()))
+    assert sum(n for *_, n in hourly) == 5

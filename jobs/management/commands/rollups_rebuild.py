@@ -1,4 +1,5 @@
-"""Rebuild the analytics' hourly rollups from the job rows (for rows written by anything but the services)."""
+"""Rebuild the analytics' hourly rollups from the job rows (for rows written by anything but the services), and
+the team rollups from the hourly ones."""
 
 from datetime import UTC, datetime
 
@@ -17,7 +18,8 @@ def _day(text: str) -> datetime:
 class Command(BaseCommand):
     help = (
         "Recompute the live rollups (jobs whose rows remain) from the rows, for jobs created in a range of UTC "
-        "days (all without one). Rollups of jobs retention removed are kept. Run it over a range in which no job "
+        "days (all without one), and the team rollups of those days from the hourly ones. Rollups of jobs "
+        "retention removed are kept. Run it over a range in which no job "
         "is ending (e.g. rows loaded by SQL), since a job that ends meanwhile may be counted twice."
     )
 
