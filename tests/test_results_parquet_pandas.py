@@ -12,11 +12,9 @@ from tests.results_support import succeeded_job_with_result
 
 
 @pytest.mark.django_db
-def test_pandas_reads_the_parquet_download_back_with_its_types(client, analyst, monkeypatch):
-    from jobs import results_parquet
-
+def test_pandas_reads_the_parquet_download_back_with_its_types(client, analyst, settings):
     # Several row groups, as a large result is written.
-    monkeypatch.setattr(results_parquet, "PARQUET_ROW_GROUP_CELLS", 30)
+    settings.JOBS_PARQUET_ROW_GROUP_CELLS = 30
     rows = [
         {"ID": i, "NAME": f"row {i}", "VALUE": i / 4, "OK": i % 2 == 0, "MAYBE": None if i % 3 else i}
         for i in range(40)
