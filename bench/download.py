@@ -165,7 +165,8 @@ def rendition_bytes(job_uuid: str) -> int:
 
     from jobs.models import JobResultRendition
 
-    return JobResultRendition.objects.filter(format="csv", result__job__uuid=job_uuid).aggregate(n=Sum("size_bytes"))["n"] or 0
+    renditions = JobResultRendition.objects.filter(format="csv", result__job__uuid=job_uuid)
+    return renditions.aggregate(n=Sum("size_bytes"))["n"] or 0
 
 
 class MemorySampler(threading.Thread):
