@@ -8,6 +8,8 @@ rows are those of jobs.results.iter_rows: group-apply rows carry the group label
 index-apply rows their 1-based index, object leaves their JSON Pointer path. Text a spreadsheet would run as a
 formula, in cells and in column names alike, is made inert by omlpy_dashboard.spreadsheet.formula_safe; numbers stay
 numbers. The pages and the API answer with the same download_response, so that both send the same bytes.
+A result's CSV is written from its body once, on its first download, and stored as its rendition; later CSV
+downloads send the stored bytes (jobs.renditions).
 """
 
 from __future__ import annotations
