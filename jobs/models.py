@@ -20,6 +20,8 @@ __all__ = [
     "JobPin",
     "JobResult",
     "JobResultChunk",
+    "JobResultRendition",
+    "JobResultRenditionChunk",
     "JobRollup",
     "JobState",
     "JobTally",
@@ -419,6 +421,42 @@ class JobResultChunk(models.Model):
 
     def __str__(self) -> str:
         return f"Chunk {self.seq} of result {self.result_id}"
+
+
+class JobResultRendition(models.Model):
+    """A stored result written out in a download format (CSV) on its first download, kept in chunks beside the
+    body so that later downloads copy it as they copy the body (jobs.renditions). Removed with its result."""
+
+    result = models.ForeignKey(JobResult, on_delete=models.CASCADE, related_name="renditions")
+    format = models.CharField(max_length=8)
+    version = models.PositiveSmallIntegerField(
+        help_text="The writer's version: a rendition of another version is written again rather than sent."
+    )
+    size_bytes = models.BigIntegerField(default=0)
+    chunk_count = models.PositiveIntegerField(default=0)
+    written_at = models.DateTimeField(help_text="When its writer claimed it or last stored a chunk.")
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="Null while it is being written.")
+
+    class Meta:
+        constraints = [
+            # One rendition per result and format: of two first downloads at once, one writes it.
+            models.UniqueConstraint(fields=["result", "format"], name="result_rendition_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} of result {self.result_id}"
+
+
+class JobResultRenditionChunk(models.Model):
+    rendition = models.ForeignKey(JobResultRendition, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rendition", "seq"], name="result_rendition_chunk_unique")]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.seq} of rendition {self.rendition_id}"
 
 
 class IdempotencyKey(models.Model):

@@ -8,6 +8,8 @@ rows are those of jobs.results.iter_rows: group-apply rows carry the group label
 index-apply rows their 1-based index, object leaves their JSON Pointer path. Text a spreadsheet would run as a
 formula, in cells and in column names alike, is made inert by omlpy_dashboard.spreadsheet.formula_safe; numbers stay
 numbers. The pages and the API answer with the same download_response, so that both send the same bytes.
+A result's CSV is written from its body once, on its first download, and stored as its rendition; later CSV
+downloads send the stored bytes (jobs.renditions).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
 
+from django.conf import settings
 from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from openpyxl import Workbook
@@ -31,6 +34,7 @@ from openpyxl.writer.excel import ExcelWriter
 
 from omlpy_dashboard.spreadsheet import FORMULA_TRIGGERS, formula_safe
 
+from .renditions import rendition_chunks
 from .results import (
     MISSING,
     Header,
@@ -127,6 +131,13 @@ def csv_chunks(source: Source, shape: str, header: Header | None = None) -> Iter
         yield "".join(pieces).encode()
 
 
+def result_csv_chunks(result) -> Iterator[bytes]:
+    """A stored result as CSV, written from its body (what its CSV rendition holds: jobs.renditions)."""
+    source = result_source(result)
+    shape = shape_of(result)
+    yield from csv_chunks(source, shape, result_header(result, source, shape))
+
+
 def _text_cell(sheet, text: str) -> WriteOnlyCell:
     # Characters an XLSX file cannot hold become U+FFFD; Excel holds at most 32,767 characters in a cell.
     text = ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)[:XLSX_MAX_TEXT]
@@ -220,15 +231,17 @@ def download_response(job, result, fmt: str) -> HttpResponseBase:
         response = StreamingHttpResponse(source(), content_type=result.content_type or "application/json")
         response["Content-Length"] = str(result.size_bytes)
     elif fmt == "csv":
-        shape = shape_of(result)
-        chunks = csv_chunks(source, shape, result_header(result, source, shape))
+        chunks, size = rendition_chunks(result, "csv", lambda: result_csv_chunks(result))
         response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+        if size is not None:
+            response["Content-Length"] = str(size)
     elif fmt == "xlsx":
         shape = shape_of(result)
         workbook = xlsx_file(source, shape, result.stored_at, result_header(result, source, shape))
         response = FileResponse(workbook, content_type=XLSX_CONTENT_TYPE)
     elif fmt == "parquet":
-        response = StreamingHttpResponse(parquet_chunks(source, shape_of(result)), content_type=PARQUET_CONTENT_TYPE)
+        chunks = parquet_chunks(source, shape_of(result), settings.JOBS_PARQUET_ROW_GROUP_CELLS)
+        response = StreamingHttpResponse(chunks, content_type=PARQUET_CONTENT_TYPE)
     else:
         raise ValueError(f"unknown download format {fmt!r}")
     response["Content-Disposition"] = content_disposition_header(

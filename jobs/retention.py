@@ -26,6 +26,7 @@ from metrics import recorder
 
 from . import hooks
 from .models import Job, JobPin, JobResult, JobResultChunk, RetentionPolicy
+from .renditions import results_renditions_delete
 from .rollups import rollups_purge, rollups_rebuild
 from .tally import TallyChange, tally_add
 
@@ -136,6 +137,7 @@ def _purge_results_batch(rule: Rule, now: datetime, report: PurgeReport) -> int:
         if not rows:
             return 0
         result_ids = [row[5] for row in rows]
+        results_renditions_delete(result_ids)
         JobResultChunk.objects.filter(result_id__in=result_ids).delete()
         JobResult.objects.filter(pk__in=result_ids).delete()
         Job.objects.filter(pk__in=[row[0] for row in rows]).update(result_purged_at=now)
@@ -161,7 +163,9 @@ def _purge_jobs_batch(rule: Rule, now: datetime, report: PurgeReport) -> int:
         if not rows:
             return 0
         ids = [row[0] for row in rows]
-        sizes = dict(JobResult.objects.filter(job_id__in=ids).values_list("job_id", "size_bytes"))
+        results = list(JobResult.objects.filter(job_id__in=ids).values_list("job_id", "size_bytes", "pk"))
+        sizes = {job_id: size for job_id, size, _ in results}
+        results_renditions_delete(pk for _, _, pk in results)
         # Analytics keeps what it needs of them: they were rolled up as they ended; their share moves to the
         # rollups of purged jobs (jobs.rollups), so that each counts once before and after.
         hours = rollups_purge(job_ids=ids)

@@ -429,6 +429,13 @@ if JOBS_SWEEP_FETCH_WAIT < 0:
     raise ImproperlyConfigured("JOBS_SWEEP_FETCH_WAIT must be 0 or more.")
 JOBS_DEFAULT_TIMEOUT = env.int("JOBS_DEFAULT_TIMEOUT", default=1800)
 JOBS_RESULT_CHUNK_BYTES = env.int("JOBS_RESULT_CHUNK_BYTES", default=1024 * 1024)
+# A CSV rendition whose writer stored nothing for this many seconds (a download that stopped, a process that died)
+# is written again by the next download (jobs.renditions).
+JOBS_RENDITION_STALE = env.float("JOBS_RENDITION_STALE", default=300.0)
+# Cells (rows x columns) per row group of a Parquet download: what its writer holds in memory at once.
+JOBS_PARQUET_ROW_GROUP_CELLS = env.int("JOBS_PARQUET_ROW_GROUP_CELLS", default=128 * 1024)
+if JOBS_RENDITION_STALE <= 0 or JOBS_PARQUET_ROW_GROUP_CELLS < 1:
+    raise ImproperlyConfigured("JOBS_RENDITION_STALE must be above 0 and JOBS_PARQUET_ROW_GROUP_CELLS 1 or more.")
 OML_CONNECT_TIMEOUT = env.float("OML_CONNECT_TIMEOUT", default=5.0)
 OML_READ_TIMEOUT = env.float("OML_READ_TIMEOUT", default=60.0)
 OML_GET_RETRIES = env.int("OML_GET_RETRIES", default=3)

@@ -65,10 +65,8 @@ def test_parquet_holds_the_rows_and_columns_of_the_csv_with_a_type_per_column(cl
 
 
 @pytest.mark.django_db
-def test_parquet_is_written_row_group_by_row_group_as_it_streams(client, analyst, monkeypatch):
-    from jobs import results_parquet
-
-    monkeypatch.setattr(results_parquet, "PARQUET_ROW_GROUP_CELLS", 12)
+def test_parquet_is_written_row_group_by_row_group_as_it_streams(client, analyst, settings):
+    settings.JOBS_PARQUET_ROW_GROUP_CELLS = 12
     rows = [{"ID": i, "NAME": f"row {i}", "VALUE": i / 4} for i in range(25)]
     job = succeeded_job_with_result(analyst, rows, kind=JobKind.TABLE_APPLY)
     client.force_login(analyst)
@@ -89,7 +87,7 @@ def test_parquet_is_written_without_numpy_or_pandas():
         "from jobs.results import bytes_source\n"
         "from jobs.results_parquet import parquet_chunks\n"
         "body = json.dumps({'result': [{'A': i, 'B': str(i)} for i in range(100)]}).encode()\n"
-        "sys.stdout.buffer.write(b''.join(parquet_chunks(bytes_source(body), 'records')))\n"
+        "sys.stdout.buffer.write(b''.join(parquet_chunks(bytes_source(body), 'records', 1000)))\n"
         "assert 'numpy' not in sys.modules and 'pandas' not in sys.modules\n"
     )
     done = subprocess.run(
