@@ -43,7 +43,7 @@ MIN_SPREAD = 0.02
 MIN_RUNS = 3
 HISTORY_RUNS = 30
 # The learned schedule's first look and the end of its close polling, as quantiles of past durations.
-START_QUANTILE = 0.04
+START_QUANTILE = 0.03
 END_QUANTILE = 0.999
 # Between them, each wait lasts until this share of the runs still going would have finished (within bounds).
 STEP_SHARE = 0.08
