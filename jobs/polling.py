@@ -3,18 +3,29 @@
 Two schedules:
 - Backoff, for a script with no history: wait a fixed share of the job's age (factor - 1), between the
   initial delay and the cap. A job found finished was then at most a third of its age late (factor 1.5).
-- Learned, for a script that ran before: its past durations (their median and the spread of their
-  logarithm, a lognormal fit) say how likely it is to have finished by any age, and polls are placed by the
-  quantiles of that distribution. None until the START_QUANTILE of past durations (only that share of runs
-  finishes earlier: they are found at that first look), then one every `lag target` seconds through the
-  bulk and the late tail up to the END_QUANTILE, then backoff from there. A script whose window opens
-  late (GUARD_AFTER) gets one look half-way there first, to catch a run that became much faster.
+- Learned, for a script that ran before. Its past durations (their median and the spread of their logarithm, a
+  lognormal fit) say what share of runs has finished by any age, and the polls are placed by those shares:
+  1. No poll until START_QUANTILE of past runs would have finished: those few are found at that first look.
+     A script whose first look comes later than GUARD_AFTER gets one look half-way there before it, to catch
+     a run much faster than its history, unless that history is tight (GUARD_SPREAD): a script whose runs
+     varied little has shown no sign of such runs, and the look would cost each of its runs a poll.
+  2. Then, up to the END_QUANTILE, each wait lasts until another STEP_SHARE of the runs still going would
+     have finished, but no shorter than the lag target less half a sweep tick, and no longer than the lag
+     target plus half a tick. Where finishing is unlikely (early in a wide window) the polls stand a tick
+     further apart; where runs are finishing fast, a tick closer.
+  3. Later than nearly every past run: backoff from there (a run this late is often much later).
 Neither ever waits past the job's deadline.
 
-Why these quantiles: a poll costs as much wherever it is, but a poll only happens while the job still runs,
-so polling densely early (most runs still going, few finishing) costs the most for the fewest detections,
-while the late tail is cheap (few runs left). Leaving the first START_QUANTILE of runs to the first look
-keeps the 95th percentile of detection lag at the spacing's, as long as that share stays well under 5 %.
+Why so: a poll costs as much wherever it is, but it only happens while the job still runs. Polls before most
+runs finish are paid by every run and find few of them finished: those are the ones to spare. Leaving the
+first START_QUANTILE of runs to the first look, and spacing the polls wider where a poll has little chance of
+finding the run finished, buys the most detection for the fewest polls; keeping START_QUANTILE well under
+5 % and every other wait within half a tick of the lag target keeps the 95th percentile of the lag at about
+the lag target plus the sweep's own delay.
+
+Sweep ticks: a poll due at some time is sent by the next sweep, JOBS_SWEEP_INTERVAL apart, so waits are in
+effect whole ticks. The learned schedule asks for its first look half a tick early (on average it is then
+sent at the quantile), and its bounds of lag target +- half a tick choose between neighbouring whole ticks.
 """
 
 from __future__ import annotations
@@ -31,11 +42,15 @@ Z = 1.96
 MIN_SPREAD = 0.02
 MIN_RUNS = 3
 HISTORY_RUNS = 30
-# The learned schedule's dense polling runs between these quantiles of past durations.
-START_QUANTILE = 0.04
+# The learned schedule's first look and the end of its close polling, as quantiles of past durations.
+START_QUANTILE = 0.03
 END_QUANTILE = 0.999
-# Seconds: a window opening later than this gets one early look half-way to it.
+# Between them, each wait lasts until this share of the runs still going would have finished (within bounds).
+STEP_SHARE = 0.08
+# A first look later than GUARD_AFTER seconds gets one early look half-way to it, unless the history is tight
+# (its spread under GUARD_SPREAD, durations varying by less than about a quarter).
 GUARD_AFTER = 180.0
+GUARD_SPREAD = 0.25
 
 _NORMAL = NormalDist()
 _START_Z = _NORMAL.inv_cdf(START_QUANTILE)
@@ -56,9 +71,15 @@ class Expectation:
         """The duration by which `share` of runs finish (0 < share < 1), by the lognormal fit."""
         return self.median * math.exp(_NORMAL.inv_cdf(share) * self.spread)
 
+    def share_done(self, age: float) -> float:
+        """The share of runs finished by `age` seconds, by the lognormal fit."""
+        if age <= 0:
+            return 0.0
+        return _NORMAL.cdf(math.log(age / self.median) / self.spread)
+
     @property
     def dense(self) -> tuple[float, float]:
-        """Where the learned schedule polls every `lag target` seconds: START_QUANTILE to END_QUANTILE."""
+        """Where the learned schedule polls closely: from START_QUANTILE to END_QUANTILE of past durations."""
         return self.median * math.exp(_START_Z * self.spread), self.median * math.exp(_END_Z * self.spread)
 
 
@@ -79,15 +100,20 @@ def backoff_delay(age: float) -> float:
 def learned_delay(age: float, expected: Expectation) -> float:
     """The next wait of the learned schedule, by the quantiles of past durations (see the module's text)."""
     opens, closes = expected.dense
-    lag = settings.JOBS_POLL_LAG_TARGET
-    if age < opens - lag:
+    lag, tick = settings.JOBS_POLL_LAG_TARGET, settings.JOBS_SWEEP_INTERVAL
+    shortest = max(lag - tick / 2, settings.JOBS_POLL_INITIAL)
+    longest = max(lag + tick / 2, shortest)
+    if age < opens - shortest:
         guard = opens / 2
-        if opens > GUARD_AFTER and age < guard - lag:
+        if opens > GUARD_AFTER and expected.spread >= GUARD_SPREAD and age < guard - shortest:
             # One early look catches a long script that has become much faster than it used to be.
             return max(guard - age, settings.JOBS_POLL_INITIAL)
-        return max(opens - age, settings.JOBS_POLL_INITIAL)
+        return max(opens - tick / 2 - age, settings.JOBS_POLL_INITIAL)
     if age < closes:
-        return max(lag, settings.JOBS_POLL_INITIAL)
+        # Until another STEP_SHARE of the runs still going would have finished, within the bounds.
+        done = expected.share_done(age)
+        step = expected.quantile(done + STEP_SHARE * (1 - done)) - age
+        return min(max(step, shortest), longest)
     # Later than nearly every past run: back off from there (a run this late is often much later).
     overdue = age - closes
     return min(max(overdue * (settings.JOBS_POLL_FACTOR - 1), lag), settings.JOBS_POLL_CAP)
