@@ -159,6 +159,21 @@ def analyst(make_user):
     return user
 
 
+@pytest.fixture
+def conn(db):
+    """The default connection, granted to the analysts' team, at an address nobody serves (tests.factories)."""
+    from tests.factories import unserved_connection
+
+    return unserved_connection()
+
+
+@pytest.fixture
+def signed_in(client, analyst):
+    """The test client signed in as `analyst`."""
+    client.force_login(analyst)
+    return client
+
+
 # --- Browser ------------------------------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,44 +14,26 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from jobs import selectors
 from jobs.models import Job
-from jobs.services import connection_save
-from jobs.states import JobKind, JobState
-from tests.conftest import analysts_team
-
-
-@pytest.fixture
-def conn(db):
-    return connection_save(
-        name="Embedded engine",
-        base_url="http://127.0.0.1:9",
-        username="OMLUSER",
-        password="omluser",
-        is_default=True,
-        teams=[analysts_team()],
-    )
+from jobs.states import JobState
+from tests.factories import bulk_jobs, past_jobs
 
 
 @pytest.fixture
 def jobs(analyst, make_user, conn):
     """25 jobs of the analyst (five of them scripts named like formulas, some failed), 5 of someone else."""
     now = timezone.now().replace(microsecond=0)
-    made = Job.objects.bulk_create(
-        [
-            Job(owner=analyst, connection=conn, kind=JobKind.DO_EVAL, script_name="=HYPERLINK(1)" if i % 5 else "s")
-            for i in range(25)
-        ]
+    past_jobs(
+        analyst,
+        conn,
+        25,
+        script=lambda i: "=HYPERLINK(1)" if i % 5 else "s",
+        created=lambda i: now - timedelta(minutes=i),
+        fields=lambda i, created: {
+            "state": JobState.FAILED if i % 3 == 0 else JobState.SUCCEEDED,
+            "finished_at": created + timedelta(seconds=i * 7 % 11),
+        },
     )
-    for i, job in enumerate(made):
-        created = now - timedelta(minutes=i)
-        Job.objects.filter(pk=job.pk).update(
-            created_at=created,
-            state=JobState.FAILED if i % 3 == 0 else JobState.SUCCEEDED,
-            finished_at=created + timedelta(seconds=i * 7 % 11),
-        )
-    other = make_user("someone")
-    Job.objects.bulk_create(
-        [Job(owner=other, connection=conn, kind=JobKind.DO_EVAL, script_name="x") for _ in range(5)]
-    )
+    bulk_jobs(make_user("someone"), conn, 5, script=lambda i: "x")
     return Job.objects.filter(owner=analyst)
 
 

@@ -12,9 +12,8 @@ from django.utils import timezone
 
 from jobs.models import Job
 from jobs.selectors import HistoryFilters, job_history_sorted
-from jobs.services import connection_save
-from jobs.states import JobKind, JobState
-from tests.conftest import analysts_team
+from jobs.states import JobState
+from tests.factories import bulk_jobs, past_jobs
 
 NEXT = re.compile(r'href="([^"]+)"\s+rel="next"')
 PREV = re.compile(r'href="([^"]+)"\s+rel="prev"')
@@ -22,39 +21,29 @@ ROW = re.compile(r'<tr id="job-([0-9a-f-]{36})"')
 
 
 @pytest.fixture
-def conn(db):
-    return connection_save(
-        name="Embedded engine",
-        base_url="http://127.0.0.1:9",
-        username="OMLUSER",
-        password="omluser",
-        is_default=True,
-        teams=[analysts_team()],
-    )
-
-
-@pytest.fixture
 def jobs(analyst, make_user, conn):
     """130 jobs of the analyst within the last days, with ties on created_at and on duration, 17 of them still
     running; and 20 of someone else, which the analyst never sees."""
     now = timezone.now().replace(microsecond=0)
-    made = Job.objects.bulk_create(
-        [Job(owner=analyst, connection=conn, kind=JobKind.DO_EVAL, script_name=f"script_{i % 5}") for i in range(130)]
-    )
-    for i, job in enumerate(made):
-        created = now - timedelta(hours=i // 3)  # three jobs share each moment
+
+    def fields(i, created):
         unfinished = i % 8 == 0
-        # ten distinct durations: many jobs share one (created_at is set on insert, so it is moved here)
-        Job.objects.filter(pk=job.pk).update(
-            created_at=created,
-            state=JobState.PENDING if unfinished else JobState.SUCCEEDED,
-            next_poll_at=now if unfinished else None,
-            finished_at=None if unfinished else created + timedelta(seconds=10 * (i % 10) + 1),
-        )
-    other = make_user("someone")
-    Job.objects.bulk_create(
-        [Job(owner=other, connection=conn, kind=JobKind.DO_EVAL, script_name="x") for _ in range(20)]
+        # ten distinct durations: many jobs share one
+        return {
+            "state": JobState.PENDING if unfinished else JobState.SUCCEEDED,
+            "next_poll_at": now if unfinished else None,
+            "finished_at": None if unfinished else created + timedelta(seconds=10 * (i % 10) + 1),
+        }
+
+    past_jobs(
+        analyst,
+        conn,
+        130,
+        script=lambda i: f"script_{i % 5}",
+        created=lambda i: now - timedelta(hours=i // 3),  # three jobs share each moment
+        fields=fields,
     )
+    bulk_jobs(make_user("someone"), conn, 20, script=lambda i: "x")
     return Job.objects.filter(owner=analyst)
 
 

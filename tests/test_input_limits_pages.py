@@ -12,32 +12,12 @@ from django.core.exceptions import ValidationError
 from playwright.sync_api import expect
 
 from jobs.models import Job
-from jobs.services import connection_save
 from jobs.specs import MAX_PARAMETERS_CHARS, MAX_PARAMETERS_DEPTH, parse_job_request
 from jobs.states import JobKind
-from tests.conftest import analysts_team
 from tests.results_support import succeeded_job_with_result
 
 DEEP = 5000
 DO_EVAL = {"kind": "do_eval", "script": "return_df", "asyncFlag": ["false", "true"]}
-
-
-@pytest.fixture
-def conn(db):
-    return connection_save(
-        name="Embedded engine",
-        base_url="http://127.0.0.1:9",
-        username="OMLUSER",
-        password="omluser",
-        is_default=True,
-        teams=[analysts_team()],
-    )
-
-
-@pytest.fixture
-def signed_in(client, analyst):
-    client.force_login(analyst)
-    return client
 
 
 def nested(depth: int) -> str:

@@ -6,7 +6,6 @@ import json
 import zoneinfo
 from datetime import datetime, timedelta
 
-import pytest
 from django.db import connection as db_connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -18,6 +17,7 @@ from jobs.services import connection_save, job_result_store, job_transition
 from jobs.states import JobKind, JobState
 from jobs.templatetags.jobs_tags import zoned
 from tests.conftest import analysts_team
+from tests.factories import bulk_jobs, make_job
 
 GROUP_APPLY = {
     "kind": "group_apply",
@@ -29,29 +29,6 @@ GROUP_APPLY = {
     "parallelFlag": "true",
     "asyncFlag": ["false", "true"],
 }
-
-
-@pytest.fixture
-def conn(db):
-    return connection_save(
-        name="Embedded engine",
-        base_url="http://127.0.0.1:9",
-        username="OMLUSER",
-        password="omluser",
-        is_default=True,
-        teams=[analysts_team()],
-    )
-
-
-@pytest.fixture
-def signed_in(client, analyst):
-    client.force_login(analyst)
-    return client
-
-
-def make_job(owner, conn, **fields) -> Job:
-    values = {"kind": JobKind.DO_EVAL, "script_name": "return_df"} | fields
-    return Job.objects.create(owner=owner, connection=conn, **values)
 
 
 def finish(job: Job, state: str = JobState.SUCCEEDED, **fields) -> None:
@@ -308,9 +285,7 @@ def test_a_failed_job_shows_the_error_verbatim(signed_in, conn, analyst):
 
 
 def _bulk_jobs(owner, conn, count: int) -> None:
-    Job.objects.bulk_create(
-        [Job(owner=owner, connection=conn, kind=JobKind.DO_EVAL, script_name=f"script_{i % 3}") for i in range(count)]
-    )
+    bulk_jobs(owner, conn, count, script=lambda i: f"script_{i % 3}")
 
 
 def _history_queries(client) -> list[str]:
