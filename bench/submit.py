@@ -20,7 +20,8 @@ slow and stuck jobs), so that `cpu_ms_per_submission` with and without them show
 `--statements` starts no server: in this process, on a fresh database (SQLite, or with `--postgres` the
 PostgreSQL database `--database`), it measures the CPU time per call of each read and write a submission, a
 request's metrics flush or a job's last transition makes through the code that may use plain SQL (the token,
-the default connection, the memberships, the audit append, the metrics flush, the tally), and of a whole last
+the default connection, the memberships, the audit append, the metrics flush, the tally), and of the operations
+they are part of: a whole submission through the API (Django's test client, no HTTP server) and a job's last
 transition. Run it on two versions of the code, alternated, to see what a change of one of them costs:
 
     .venv/bin/python bench/submit.py --statements [--postgres --database NAME] [--calls 2000] [--rounds 3]
@@ -242,12 +243,26 @@ def statement_costs(token: str, calls: int, rounds: int) -> dict[str, dict[str, 
         with transaction.atomic():
             tally_add([TallyChange(JobState.SUCCEEDED, default.pk, JobKind.DO_EVAL, team_id, jobs=1)])
 
+    from django.test import Client
+
+    client = Client(SERVER_NAME="localhost")
+    body = json.dumps(Clients.BODY)
+
+    def submission() -> None:
+        # The whole API call in this process: middleware, token, validation, job, audit entry, publish.
+        answer = client.post(
+            "/api/v1/jobs", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"submission answered {answer.status_code}: {answer.content[:200]!r}")
+
     running: list[int] = []
 
     def finish() -> None:
         job_transition(job_id=running.pop(), to_state=JobState.SUCCEEDED, reason="bench", expected=[JobState.RUNNING])
 
     operations = {
+        "api_submission": submission,
         "token_lookup": token_lookup,
         "default_connection": Connection.default,
         "memberships": memberships,
