@@ -167,7 +167,8 @@ def test_metric_values_after_a_known_sequence_of_jobs_equal_what_happened(live, 
     observed = growth(found, "omlpy_job_oml_duration_seconds_sum")
     lowest = sum(bounds[job.pk].low for job in jobs[:3])
     assert lowest - 0.01 <= observed <= sum(b.high for b in bounds.values()) + 0.01
-    assert bounds[jobs[0].pk].high >= 1.5 and bounds[jobs[1].pk].high >= 1.0
+    assert bounds[jobs[0].pk].high >= 1.5
+    assert bounds[jobs[1].pk].high >= 1.0
 
     # Result bytes per team: what is stored.
     stored = JobResult.objects.filter(job__team=team).aggregate(n=Sum("size_bytes"))["n"]
