@@ -16,6 +16,15 @@ The last line printed is one JSON object with every figure.
 
 `--rules N` gives the analyst N notification rules first (in-app, email and webhook, about failures, successes,
 slow and stuck jobs), so that `cpu_ms_per_submission` with and without them shows what rules cost a submission.
+
+`--statements` starts no server: in this process, on a fresh database (SQLite, or with `--postgres` the
+PostgreSQL database `--database`), it measures the CPU time per call of each read and write a submission, a
+request's metrics flush or a job's last transition makes through the code that may use plain SQL (the token,
+the default connection, the memberships, the audit append, the metrics flush, the tally), and of the operations
+they are part of: a whole submission through the API (Django's test client, no HTTP server) and a job's last
+transition. Run it on two versions of the code, alternated, to see what a change of one of them costs:
+
+    .venv/bin/python bench/submit.py --statements [--postgres --database NAME] [--calls 2000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -178,6 +187,145 @@ class CpuShares:
         return {part: now[part] - self.start[part] for part in now}
 
 
+def _cpu_per_call(function, calls: int) -> float:
+    """CPU microseconds per call of `function` (this process: the client side of the database for PostgreSQL,
+    all of it for SQLite)."""
+    started = time.process_time()
+    for _ in range(calls):
+        function()
+    return (time.process_time() - started) * 1e6 / calls
+
+
+def statement_costs(token: str, calls: int, rounds: int) -> dict[str, dict[str, float]]:
+    """CPU microseconds per call of each operation, `rounds` rounds (the operations taking turns within a
+    round); the median and the spread of the rounds."""
+    import statistics
+
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from accounts.tokens import token_lookup
+    from audit.services import AuditAction, audit_record
+    from jobs import access
+    from jobs.models import Connection, Job, JobKind, JobState
+    from jobs.services import job_transition
+    from jobs.tally import TallyChange, tally_add
+    from metrics import recorder, store
+
+    user = get_user_model().objects.get(username="bench-analyst")
+    default = Connection.default()
+    team_id = access.memberships(user)[0].team_id
+    token_lookup(token)  # notes the token as used, so that the lookups measured write nothing
+
+    def memberships() -> None:
+        fresh = get_user_model()(pk=user.pk, username=user.username, is_active=True)
+        access.memberships(fresh)
+
+    def audit() -> None:
+        with transaction.atomic():
+            audit_record(action=AuditAction.SUBMIT, actor=user, target_type="job", target_id="1")
+
+    def flush_request() -> None:
+        # What a submission's request leaves to flush: one counter.
+        recorder.inc("omlpy_job_transitions_total", to_state=JobState.QUEUED)
+        store.flush()
+
+    def flush_sweep() -> None:
+        # What a poll sweep leaves to flush: requests by code, their durations, polls, the sweep.
+        for index in range(10):
+            recorder.inc("omlpy_oml_requests_total", operation="status", code="200")
+            recorder.observe("omlpy_oml_request_duration_seconds", 0.01 * (index + 1), operation="status")
+        recorder.inc("omlpy_polls_total", 10)
+        recorder.inc("omlpy_sweeps_total")
+        store.flush()
+
+    def tally() -> None:
+        with transaction.atomic():
+            tally_add([TallyChange(JobState.SUCCEEDED, default.pk, JobKind.DO_EVAL, team_id, jobs=1)])
+
+    from django.test import Client
+
+    client = Client(SERVER_NAME="localhost")
+    body = json.dumps(Clients.BODY)
+
+    def submission() -> None:
+        # The whole API call in this process: middleware, token, validation, job, audit entry, publish.
+        answer = client.post(
+            "/api/v1/jobs", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"submission answered {answer.status_code}: {answer.content[:200]!r}")
+
+    running: list[int] = []
+
+    def finish() -> None:
+        job_transition(job_id=running.pop(), to_state=JobState.SUCCEEDED, reason="bench", expected=[JobState.RUNNING])
+
+    operations = {
+        "api_submission": submission,
+        "token_lookup": token_lookup,
+        "default_connection": Connection.default,
+        "memberships": memberships,
+        "audit_record": audit,
+        "metrics_flush_request": flush_request,
+        "metrics_flush_sweep": flush_sweep,
+        "tally_add": tally,
+        "job_last_transition": finish,
+    }
+    samples: dict[str, list[float]] = {name: [] for name in operations}
+    for _ in range(rounds):
+        Job.objects.bulk_create(
+            Job(
+                owner=user,
+                team_id=team_id,
+                connection=default,
+                kind=JobKind.DO_EVAL,
+                script_name="bench",
+                state=JobState.RUNNING,
+            )
+            for _ in range(calls + 1)
+        )
+        running[:] = Job.objects.filter(state=JobState.RUNNING).values_list("pk", flat=True)
+        for name, operation in operations.items():
+            if name == "token_lookup":
+                samples[name].append(_cpu_per_call(lambda lookup=operation: lookup(token), calls))
+            else:
+                operation()  # warm
+                samples[name].append(_cpu_per_call(operation, calls))
+    return {
+        name: {"median_us": round(statistics.median(values), 1), "rounds_us": [round(v, 1) for v in values]}
+        for name, values in samples.items()
+    }
+
+
+def statements_main(args) -> None:
+    figures: dict = {"bench": "submit-statements", "machine": machine(), "calls": args.calls, "rounds": args.rounds}
+    figures["load_before"] = os.getloadavg()
+    with scratch_dir("bench-statements-") as scratch:
+        env = {**PRODUCTION_LIKE_ENV, "VAR_DIR": str(scratch / "var"), "STATIC_ROOT": str(scratch / "static")}
+        if args.postgres:
+            recreate_database(args.database)
+            env["DATABASE_URL"] = database_url(args.database)
+            figures["backend"] = "postgres"
+        else:
+            env["DATABASE_URL"] = f"sqlite:///{scratch / 'var' / 'db.sqlite3'}"
+            figures["backend"] = "sqlite"
+        try:
+            setup_django(env)
+            token = prepare()
+            figures["cpu_us_per_call"] = statement_costs(token, args.calls, args.rounds)
+        finally:
+            if args.postgres:
+                from django.db import connections
+
+                connections.close_all()
+                drop_database(args.database)
+    figures["load_after"] = os.getloadavg()
+    for name, value in figures["cpu_us_per_call"].items():
+        print(f"{name:24} {value['median_us']:9.1f} us  {value['rounds_us']}")
+    print_figures(figures)
+
+
 def cleanup_redis(queue: str, prefix: str) -> None:
     import redis
 
@@ -197,7 +345,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--rules", type=int, default=0, help="notification rules of the analyst")
+    parser.add_argument("--statements", action="store_true", help="CPU per call of each statement, no server")
+    parser.add_argument("--database", default=f"omlpy_bench_statements_{os.getpid()}", help="with --statements")
+    parser.add_argument("--calls", type=int, default=2000, help="with --statements: calls per round")
+    parser.add_argument("--rounds", type=int, default=3, help="with --statements")
     args = parser.parse_args()
+    if args.statements:
+        statements_main(args)
+        return
 
     backend = "postgres+redis" if args.postgres else "sqlite+filesystem"
     figures: dict = {"bench": "submit", "backend": backend, "machine": machine()}
