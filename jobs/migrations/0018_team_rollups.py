@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0006_membership_lead_role'),
-        ('jobs', '0016_rollup_purged_hour_index'),
+        ('jobs', '0017_job_submit_after'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0016_rollup_purged_hour_index'),
+        ('jobs', '0018_team_rollups'),
     ]
 
     operations = [
