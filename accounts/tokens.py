@@ -11,11 +11,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.services import AuditAction, audit_record
-from omlpy_dashboard.fastsql import model_columns, model_from_row
+from omlpy_dashboard.fastsql import token_and_user
 
 from .models import ApiToken
 
@@ -117,30 +117,19 @@ class TokenAuth:
 def token_lookup(raw: str) -> TokenAuth | None:
     """The token `raw` is and its user; None when it is unknown, revoked, or its user is inactive.
 
-    Every API call asks this, so it is one plain SQL statement (the token's columns and its user's) rather
-    than a queryset compiled anew each time. An expired token is returned, marked expired, and not noted as
-    used.
+    One statement, the token with its user (omlpy_dashboard.fastsql: every API call asks). An expired token is
+    returned, marked expired, and not noted as used.
     """
     if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None
-    user_model = get_user_model()
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT t.last_used_at IS NULL OR t.last_used_at < %s, {model_columns(ApiToken, 't')}, "  # noqa: S608
-            f"{model_columns(user_model, 'u')} "
-            f"FROM {user_model._meta.db_table} u JOIN {ApiToken._meta.db_table} t ON t.user_id = u.id "
-            "WHERE t.key_hash = %s AND t.revoked_at IS NULL AND u.is_active",
-            [now - LAST_USED_RESOLUTION, hash_token(raw)],
-        )
-        row = cursor.fetchone()
-    if row is None:
+    found = token_and_user(ApiToken, get_user_model(), hash_token(raw), now - LAST_USED_RESOLUTION)
+    if found is None:
         return None
-    stale, *values = row
-    width = len(ApiToken._meta.concrete_fields)
-    auth = TokenAuth(token=model_from_row(ApiToken, values[:width]), user=model_from_row(user_model, values[width:]))
+    stale, token, user = found
+    auth = TokenAuth(token=token, user=user)
     if stale and not auth.expired:
-        ApiToken.objects.filter(pk=auth.token.pk).update(last_used_at=now)
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return auth
 
 

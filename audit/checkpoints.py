@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db.models import Func, OuterRef, Subquery
 from django.utils import timezone
 
 from .models import AuditEntry
@@ -60,13 +60,9 @@ def _signature(payload: dict[str, Any], key: bytes) -> str:
 def _chain_head() -> tuple[int, int, str]:
     """(entries, newest id, newest hash), read in one statement so that all three come from one snapshot.
     Appends commit in id order (audit.services serializes them), so the entries up to that id are the chain."""
-    table = AuditEntry._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT e.id, e.entry_hash, (SELECT COUNT(*) FROM {table} c WHERE c.id <= e.id) "  # noqa: S608
-            f"FROM {table} e ORDER BY e.id DESC LIMIT 1"
-        )
-        row = cursor.fetchone()
+    # COUNT as a plain function, not an aggregate: the subquery counts without grouping the outer query.
+    up_to = AuditEntry.objects.filter(id__lte=OuterRef("id")).order_by().values(n=Func("id", function="COUNT"))
+    row = AuditEntry.objects.order_by("-id").values_list("id", "entry_hash", Subquery(up_to)).first()
     return (int(row[2]), int(row[0]), row[1]) if row else (0, 0, GENESIS_HASH)
 
 

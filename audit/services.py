@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from omlpy_dashboard.client_address import client_address
-from omlpy_dashboard.fastsql import insert_one
+from omlpy_dashboard.fastsql import advisory_xact_lock, audit_head, insert_one
 from omlpy_dashboard.secrets_check import audit_key_id
 
 from .models import AuditEntry
@@ -163,8 +163,7 @@ def compute_hash(entry: AuditEntry) -> str:
 def _lock_chain() -> None:
     """Serialize appends until the surrounding transaction ends."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
+        advisory_xact_lock(_ADVISORY_LOCK_KEY)
     elif connection.vendor != "sqlite":  # SQLite's IMMEDIATE transaction already holds the write lock
         AuditEntry.objects.select_for_update().order_by("-id").values_list("id", flat=True).first()
 
@@ -194,9 +193,7 @@ def audit_record(
     # Part of the caller's transaction when there is one (no savepoint: a failed append fails the whole write).
     with transaction.atomic(savepoint=False):
         _lock_chain()
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT entry_hash, key_id FROM {AuditEntry._meta.db_table} ORDER BY id DESC LIMIT 1")  # noqa: S608
-            row = cursor.fetchone()
+        row = audit_head(AuditEntry)
         ring = key_ring()
         head = row[0] if row else GENESIS_HASH
         if row and not row[1]:

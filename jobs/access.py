@@ -21,11 +21,11 @@ import uuid as uuid_lib
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Membership, Team
+from omlpy_dashboard.fastsql import membership_rows
 
 from .models import Connection, Job
 
@@ -51,11 +51,6 @@ class Role:
 _MEMBERSHIPS_ATTR = "_access_memberships"
 
 
-def _grants_sql() -> tuple[str, str, str]:
-    through = Connection.teams.through._meta
-    return through.db_table, through.get_field("connection").column, through.get_field("team").column
-
-
 def memberships(user) -> tuple[Role, ...]:
     """The user's teams, roles and the connections granted to each team, ordered by team name; read once per
     user object.
@@ -67,25 +62,16 @@ def memberships(user) -> tuple[Role, ...]:
         return ()
     cached = getattr(user, _MEMBERSHIPS_ATTR, None)
     if cached is None:
-        grants, grant_connection, grant_team = _grants_sql()
-        # Plain SQL: asked on every request, and a compiled queryset costs more than the query itself. The
-        # grants come in the same statement (a row per team and granted connection), so that deciding which
-        # connections a user may use costs no query of its own.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT m.team_id, t.name, m.role, t.shares_history, g.{grant_connection} "  # noqa: S608 - names only
-                f"FROM {Membership._meta.db_table} m JOIN {Team._meta.db_table} t ON t.id = m.team_id "
-                f"LEFT JOIN {grants} g ON g.{grant_team} = m.team_id "
-                "WHERE m.user_id = %s ORDER BY t.name, t.id",
-                [user.pk],
-            )
-            teams: dict[int, tuple[str, str, bool]] = {}
-            granted: dict[int, set[int]] = {}
-            for team_id, name, role, shares, connection_id in cursor.fetchall():
-                teams.setdefault(team_id, (name, role, bool(shares)))
-                ids = granted.setdefault(team_id, set())
-                if connection_id is not None:
-                    ids.add(connection_id)
+        # One statement (omlpy_dashboard.fastsql: every request asks). The grants come in it (a row per team and
+        # granted connection), so that deciding which connections a user may use costs no query of its own.
+        rows = membership_rows(Membership, Team, Connection.teams.through, user.pk)
+        teams: dict[int, tuple[str, str, bool]] = {}
+        granted: dict[int, set[int]] = {}
+        for team_id, name, role, shares, connection_id in rows:
+            teams.setdefault(team_id, (name, role, shares))
+            ids = granted.setdefault(team_id, set())
+            if connection_id is not None:
+                ids.add(connection_id)
         cached = tuple(
             Role(team_id, name, role, shares, frozenset(granted[team_id]))
             for team_id, (name, role, shares) in teams.items()

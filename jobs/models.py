@@ -2,7 +2,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection as db_connection
 from django.db import models
 from django.db.models import F, Q
 
@@ -79,13 +78,9 @@ class Connection(models.Model):
 
     @classmethod
     def default(cls) -> "Connection | None":
-        """The default connection, or None. Plain SQL: every submission that names no connection asks."""
-        from omlpy_dashboard.fastsql import model_columns, model_from_row
-
-        with db_connection.cursor() as cursor:
-            cursor.execute(f"SELECT {model_columns(cls, 'c')} FROM {cls._meta.db_table} c WHERE c.is_default LIMIT 1")  # noqa: S608
-            row = cursor.fetchone()
-        return model_from_row(cls, row) if row else None
+        """The default connection, or None."""
+        # One at most (one_default_connection): no ordering is needed.
+        return next(iter(cls.objects.filter(is_default=True).order_by()[:1]), None)
 
     def set_password(self, plain: str) -> None:
         from .crypto import encrypt

@@ -13,6 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import BigIntegerField, Count, IntegerField, Sum
+from django.db.models.functions import Coalesce
+
+from omlpy_dashboard.counting import add_to_row
+from omlpy_dashboard.fastsql import lock_table_exclusive
 
 from .models import JobTally
 
@@ -31,23 +36,12 @@ class TallyChange:
     result_bytes: int = 0
 
 
-def _sql(rows: int) -> str:
-    quote = connection.ops.quote_name
-    table = quote(JobTally._meta.db_table)
-    columns = ", ".join(quote(name) for name in (*_KEY, *_AMOUNTS))
-    values = ", ".join(["(" + ", ".join(["%s"] * (len(_KEY) + len(_AMOUNTS))) + ")"] * rows)
-    updates = ", ".join(f"{quote(name)} = {table}.{quote(name)} + excluded.{quote(name)}" for name in _AMOUNTS)
-    return (
-        f"INSERT INTO {table} ({columns}) VALUES {values} "  # noqa: S608 - names from the model
-        f"ON CONFLICT ({', '.join(quote(name) for name in _KEY)}) DO UPDATE SET {updates}"
-    )
-
-
 def tally_add(changes: Iterable[TallyChange]) -> None:
     """Add (or, with negative amounts, take away) counts, in the caller's transaction.
 
     Changes to the same row are summed first, and rows are written in key order, so that two transactions
-    touching the same rows lock them in the same order.
+    touching the same rows lock them in the same order. Through the ORM: about 0.7 ms of CPU more per finished
+    job than one plain UPSERT (bench/submit.py --statements), under 2 % of what following a job costs a worker.
     """
     summed: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     for change in changes:
@@ -56,36 +50,33 @@ def tally_add(changes: Iterable[TallyChange]) -> None:
         amounts[0] += change.jobs
         amounts[1] += change.results
         amounts[2] += change.result_bytes
-    rows = [(*key, *amounts) for key, amounts in sorted(summed.items()) if any(amounts)]
-    if not rows:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(len(rows)), [value for row in rows for value in row])
+    for key, amounts in sorted(summed.items()):
+        if any(amounts):
+            add_to_row(JobTally, dict(zip(_KEY, key, strict=True)), dict(zip(_AMOUNTS, amounts, strict=True)))
 
 
 def tally_rebuild() -> int:
     """Recount the tally from the jobs and results tables, in one transaction; returns its rows."""
-    from .models import Job, JobResult
+    from .models import Job
     from .states import TERMINAL_STATES
 
-    quote = connection.ops.quote_name
-    job_table, result_table = quote(Job._meta.db_table), quote(JobResult._meta.db_table)
-    terminal = sorted(TERMINAL_STATES)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # Jobs finishing meanwhile wait for the recount, and are then added to it (SQLite: one writer anyway).
-            with connection.cursor() as cursor:
-                cursor.execute(f"LOCK TABLE {quote(JobTally._meta.db_table)} IN EXCLUSIVE MODE")
+            lock_table_exclusive(JobTally)
         JobTally.objects.all().delete()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT j.state, j.connection_id, j.kind, COALESCE(j.team_id, 0), COUNT(*), COUNT(r.id), "  # noqa: S608
-                f"COALESCE(SUM(r.size_bytes), 0) FROM {job_table} j LEFT JOIN {result_table} r ON r.job_id = j.id "
-                f"WHERE j.state IN ({', '.join(['%s'] * len(terminal))}) "
-                "GROUP BY j.state, j.connection_id, j.kind, COALESCE(j.team_id, 0)",
-                terminal,
+        # A job has at most one result, so counting the joined rows counts the jobs.
+        rows = list(
+            Job.objects.filter(state__in=sorted(TERMINAL_STATES))
+            .annotate(team_key=Coalesce("team_id", 0, output_field=IntegerField()))
+            .order_by()
+            .values_list("state", "connection_id", "kind", "team_key")
+            .annotate(
+                jobs=Count("pk"),
+                results=Count("result"),
+                result_bytes=Coalesce(Sum("result__size_bytes"), 0, output_field=BigIntegerField()),
             )
-            rows = cursor.fetchall()
+        )
         JobTally.objects.bulk_create(
             JobTally(
                 state=state,

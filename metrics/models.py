@@ -4,7 +4,8 @@ from django.db import models
 class MetricCounter(models.Model):
     """The running total of one series of a counter or histogram (metrics.catalog), across every process.
 
-    Only metrics.store.flush writes here, adding to `value` with an UPSERT; nothing ever lowers it.
+    Only metrics.store.flush writes here, adding to `value` (a series seen for the first time is created);
+    nothing ever lowers it.
     """
 
     name = models.CharField(max_length=100)

@@ -1,7 +1,7 @@
 """Counters and histograms accumulated in this process's memory until the next flush (metrics.store.flush).
 
 Recording costs a dictionary update under a lock, and no I/O: the sweep's threads record every request to
-OML here, and one UPSERT per sweep (or per task, or per request that recorded anything) adds them to the
+OML here, and one flush per sweep (or per task, or per request that recorded anything) adds them to the
 database. A process that dies loses what it had not flushed, which keeps every counter monotonic (it only
 ever grows by what was flushed). Imports nothing of the database, so that the OML client can use it.
 """

@@ -8,46 +8,31 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+from omlpy_dashboard.fastsql import add_to_rows
 
 from . import catalog, recorder
 from .models import MetricCounter
 
 logger = logging.getLogger(__name__)
 
-# Rows per statement: well inside SQLite's and PostgreSQL's limits on parameters.
-_ROWS_PER_STATEMENT = 300
-
-
-def _upsert_sql(rows: int) -> str:
-    quote = connection.ops.quote_name
-    table = quote(MetricCounter._meta.db_table)
-    values = ", ".join(["(%s, %s, %s)"] * rows)
-    # One statement adds to many series; a series seen for the first time is created.
-    return (
-        f"INSERT INTO {table} ({quote('name')}, {quote('labels')}, {quote('value')}) VALUES {values} "  # noqa: S608
-        f"ON CONFLICT ({quote('name')}, {quote('labels')}) "
-        f"DO UPDATE SET {quote('value')} = {table}.{quote('value')} + excluded.{quote('value')}"
-    )
-
 
 def flush() -> int:
     """Add everything this process recorded since the last flush to the database; returns the series written.
 
     Rows go in the order of their key, so that two processes flushing at once lock the same rows in the same
-    order (no deadlock). If the database cannot take them, they are kept for the next flush.
+    order (no deadlock). If the database cannot take them, they are kept for the next flush. One statement adds
+    to many series, and creates those seen for the first time (omlpy_dashboard.fastsql.add_to_rows).
     """
     taken = recorder.drain()
     if not taken:
         return 0
     items = sorted(taken.items())
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            for start in range(0, len(items), _ROWS_PER_STATEMENT):
-                part = items[start : start + _ROWS_PER_STATEMENT]
-                params = [value for (name, labels), amount in part for value in (name, labels, amount)]
-                cursor.execute(_upsert_sql(len(part)), params)
+        with transaction.atomic():
+            add_to_rows(MetricCounter, ("name", "labels"), ("value",), [(*key, amount) for key, amount in items])
     except Exception:
         recorder.restore(taken)
         raise

@@ -1,4 +1,5 @@
-"""The plain-SQL paths of submissions and polls read and write exactly what the ORM would."""
+"""The plain-SQL paths of submissions and polls read and write exactly what the ORM would: every statement of
+omlpy_dashboard.fastsql is compared here with the ORM's answer."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ from jobs.lifecycle import STILL_RUNNING_FIELDS, record_still_running
 from jobs.models import Connection, Job, JobTransition
 from jobs.services import connection_save, job_create, job_transition, job_update_polling
 from jobs.specs import parse_job_request
-from omlpy_dashboard.fastsql import insert_one, model_columns, model_from_row, read_with, update_each_limit
+from omlpy_dashboard.fastsql import (
+    add_to_rows,
+    audit_head,
+    insert_one,
+    membership_rows,
+    model_columns,
+    model_from_row,
+    read_with,
+    token_and_user,
+    update_each_limit,
+)
 from tests.conftest import analysts_team
 
 pytestmark = pytest.mark.django_db
@@ -320,3 +331,185 @@ def test_read_with_gives_a_job_and_its_connection_as_select_related_does(conn, a
         assert getattr(read.connection, field.attname) == getattr(expected.connection, field.attname), field.name
     assert read_with(Job, "connection", id=job.pk, state="pending") is None
     assert read_with(Job, "connection", id=job.pk + 1000, state="queued") is None
+
+
+# --- Each statement of omlpy_dashboard.fastsql against the ORM's answer (SQLite, and PostgreSQL with DATABASE_URL) --
+
+
+def _same_instance(read, expected) -> None:
+    assert type(read) is type(expected)
+    for field in type(expected)._meta.concrete_fields:
+        assert getattr(read, field.attname) == getattr(expected, field.attname), field.name
+
+
+def test_token_and_user_answers_what_the_orm_answers(make_user):
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import ApiToken
+    from accounts.tokens import hash_token
+
+    ana = make_user("ana")
+    ana.last_login = timezone.now() - timedelta(hours=3)
+    ana.save()
+    idle = make_user("idle")
+    now = timezone.now()
+    tokens = {}
+    for name, owner in (("never", ana), ("recent", ana), ("long", ana), ("revoked", ana), ("inactive", idle)):
+        token, raw = token_create(user=owner, name=name)
+        tokens[name] = raw
+    ApiToken.objects.filter(name="recent").update(last_used_at=now - timedelta(seconds=10))
+    ApiToken.objects.filter(name="long").update(last_used_at=now - timedelta(days=2))
+    ApiToken.objects.filter(name="revoked").update(revoked_at=now)
+    idle.is_active = False
+    idle.save()
+    stale_before = now - timedelta(minutes=1)
+    answers = {}
+    for name, raw in [*tokens.items(), ("unknown", tokens["never"] + "x")]:
+        read = token_and_user(ApiToken, get_user_model(), hash_token(raw), stale_before)
+        expected = (
+            ApiToken.objects.select_related("user")
+            .filter(key_hash=hash_token(raw), revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        if expected is None:
+            assert read is None, name
+            answers[name] = None
+            continue
+        stale, token, user = read
+        _same_instance(token, expected)
+        _same_instance(user, expected.user)
+        assert stale is (expected.last_used_at is None or expected.last_used_at < stale_before), name
+        assert timezone.is_aware(token.expires_at)
+        assert timezone.is_aware(user.last_login)
+        answers[name] = stale
+    assert answers == {
+        "never": True,
+        "recent": False,
+        "long": True,
+        "revoked": None,
+        "inactive": None,
+        "unknown": None,
+    }
+
+
+def test_membership_rows_answer_what_the_orm_answers(make_user):
+    ana = make_user("ana")
+    loner = make_user("loner")
+    risk, pricing, idle, other = (Team.objects.create(name=name) for name in ("Risk", "Pricing", "Idle", "Other"))
+    Team.objects.filter(pk=pricing.pk).update(shares_history=True)
+    Membership.objects.create(user=ana, team=risk, role=Membership.Role.ANALYST)
+    Membership.objects.create(user=ana, team=pricing, role=Membership.Role.AUDITOR)
+    Membership.objects.create(user=ana, team=idle, role=Membership.Role.LEAD)
+    a, b, c = (
+        connection_save(name=name, base_url=f"https://{name}.example.com", username="U", password="pw")
+        for name in "abc"
+    )
+    a.teams.set([risk, pricing])
+    b.teams.set([risk, other])
+    c.teams.set([other])
+    for user in (ana, loner):
+        read = membership_rows(Membership, Team, Connection.teams.through, user.pk)
+        expected = list(
+            Membership.objects.filter(user_id=user.pk)
+            .order_by("team__name", "team_id")
+            .values_list("team_id", "team__name", "role", "team__shares_history", "team__connections")
+        )
+        # Teams in the same order; a team's connections in any order.
+        assert sorted(read) == sorted(expected)
+        assert list(dict.fromkeys(row[0] for row in read)) == list(dict.fromkeys(row[0] for row in expected))
+    assert [row[1] for row in membership_rows(Membership, Team, Connection.teams.through, ana.pk)] == [
+        "Idle",
+        "Pricing",
+        "Risk",
+        "Risk",
+    ]
+    assert membership_rows(Membership, Team, Connection.teams.through, loner.pk) == []
+
+
+def test_audit_head_answers_what_the_orm_answers(analyst):
+    def orm_head():
+        return AuditEntry.objects.order_by("-id").values_list("entry_hash", "key_id").first()
+
+    assert audit_head(AuditEntry) is None
+    assert orm_head() is None
+    for n in range(3):
+        audit_record(action="submit", actor=analyst, target_type="job", target_id=str(n))
+        assert audit_head(AuditEntry) == orm_head()
+    assert audit_head(AuditEntry)[1] != ""
+
+
+def test_insert_one_writes_an_audit_entry_as_save_does(analyst):
+    content = {
+        "actor": analyst,
+        "actor_username": analyst.username,
+        "action": "submit",
+        "ip": "10.0.0.1",
+        "target_type": "job",
+        "target_id": "x",
+        "details": {"name": "é\"'<", "n": [1, 2]},
+        "prev_hash": "0" * 64,
+        "entry_hash": "1" * 64,
+        "key_id": "abcd1234",
+        "at": timezone.now(),
+    }
+    inserted = insert_one(AuditEntry(**content))
+    saved = AuditEntry(**content)
+    saved.save(force_insert=True)
+    first, second = AuditEntry.objects.get(pk=inserted.pk), AuditEntry.objects.get(pk=saved.pk)
+    for field in AuditEntry._meta.concrete_fields:
+        if field.name != "id":
+            assert getattr(first, field.attname) == getattr(second, field.attname), field.name
+    assert inserted.pk != saved.pk
+    assert inserted._state.adding is False
+
+
+def test_the_rebuilt_tally_equals_the_one_kept_by_the_transitions(conn, analyst):
+    from jobs.models import JobTally
+    from jobs.tally import tally_rebuild, tally_rows
+    from tests.results_support import finish_async, make_job, store_result
+
+    team = Team.objects.create(name="Risk")
+    Membership.objects.create(user=analyst, team=team, role=Membership.Role.ANALYST)
+    started = timezone.now() - timedelta(hours=1)
+    for index, state in enumerate(["succeeded", "succeeded", "failed", "succeeded"]):
+        job = make_job(analyst, **({"team": team} if index % 2 else {}))
+        if state == "succeeded" and index != 3:
+            store_result(job, {"n": index})
+        finish_async(job, created=started, queue=1, oml=2, fetch=1, state=state)
+    make_job(analyst)  # still queued: not tallied
+    kept = tally_rows({team.pk})
+    assert sum(row.jobs for row in kept) == 4
+    assert sum(row.results for row in kept) == 2
+    assert tally_rebuild() == JobTally.objects.count()
+    assert tally_rows({team.pk}) == kept
+
+
+def test_add_to_rows_adds_what_the_orm_adds():
+    from metrics.models import MetricCounter
+    from omlpy_dashboard.counting import add_to_row
+
+    # Three flushes: new series only; new and existing ones, more than one statement's worth; existing ones only.
+    flushes = [
+        [("a_total", '{"x":"1"}', 1.0), ("b_total", "{}", 2.5)],
+        [("a_total", '{"x":"1"}', 3.0)] + [("c_total", f'{{"n":"{n}"}}', float(n)) for n in range(650)],
+        [("b_total", "{}", 0.5), ("c_total", '{"n":"7"}', 1.0)],
+    ]
+
+    def table() -> dict:
+        return {
+            (name, labels): value
+            for name, labels, value in MetricCounter.objects.values_list("name", "labels", "value")
+        }
+
+    for rows in flushes:
+        add_to_rows(MetricCounter, ("name", "labels"), ("value",), rows)
+    written = table()
+    MetricCounter.objects.all().delete()
+    for rows in flushes:
+        for name, labels, value in rows:
+            add_to_row(MetricCounter, {"name": name, "labels": labels}, {"value": value})
+    assert table() == written
+    assert written[("a_total", '{"x":"1"}')] == 4.0
+    assert written[("b_total", "{}")] == 3.0
+    assert written[("c_total", '{"n":"7"}')] == 8.0
+    assert len(written) == 652
