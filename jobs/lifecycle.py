@@ -148,9 +148,11 @@ def expectation_for(job: Job) -> polling.Expectation | None:
         script_owner=job.script_owner,
         signature=job.call_signature or call_signature(job),
     )
-    if recorded is not None:
-        return polling.learn(recorded)
-    # Scripts that last ran before statistics were kept: their history is in the job rows still there.
+    learned = polling.learn(recorded) if recorded else None
+    if learned is not None:
+        return learned
+    # Scripts whose statistics hold too few runs yet (they last ran before statistics were kept): their history
+    # is in the job rows still there.
     runs = (
         Job.objects.filter(
             connection_id=job.connection_id,

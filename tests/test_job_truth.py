@@ -188,6 +188,37 @@ def test_expectations_follow_the_signature_once_it_has_five_runs_else_the_script
     assert ScriptStats.objects.filter(script_name="timer").count() == 3
 
 
+def test_a_script_with_old_job_rows_keeps_its_learned_schedule_after_its_first_recorded_run(analyst):
+    from django.utils import timezone
+
+    from jobs.lifecycle import expectation_for
+    from jobs.services import connection_save
+
+    connection = connection_save(name="old", base_url="http://127.0.0.1:9", username="U", password="p")
+    start = timezone.now()  # a job cannot finish before its row was created
+    for n in range(6):  # runs from before statistics were kept: only their job rows know them
+        Job.objects.create(
+            owner=analyst,
+            connection=connection,
+            kind="do_eval",
+            script_name="old_script",
+            state=JobState.SUCCEEDED,
+            async_flag=True,
+            oml_accepted_at=start,
+            oml_finished_at=start + timedelta(seconds=30 + n),
+            finished_at=start + timedelta(seconds=31 + n),
+        )
+    job = Job.objects.create(owner=analyst, connection=connection, kind="do_eval", script_name="old_script")
+    before = expectation_for(job)
+    assert before is not None
+    assert before.median == pytest.approx(32.5, rel=0.01)
+    # One run recorded in the statistics is too few to learn from: the job rows still speak.
+    script_stats_record(connection_id=connection.pk, script_name="old_script", script_owner="", seconds=31, at=T0)
+    after = expectation_for(job)
+    assert after is not None
+    assert after.median == pytest.approx(before.median)
+
+
 # --- On the running system -------------------------------------------------------------------------
 
 
