@@ -498,8 +498,8 @@ class OMLClient:
         if ahead is not None:
             ahead.done.wait()
             with self._list_lock:
-                lead, mine.claimed = not mine.claimed, True
-            if not lead:
+                sends, mine.claimed = not mine.claimed, True
+            if not sends:
                 mine.done.wait()
                 return mine.outcome()
         try:
