@@ -54,10 +54,7 @@ def rendition_chunks(
     )
     if stored is not None:
         return _stored_chunks(stored[0]), stored[1]
-    claimed = _claim(result, fmt, version)
-    if claimed is None:
-        return iter(write()), None
-    return _written(claimed, write), None
+    return _written(result, fmt, version, write), None
 
 
 def _stored_chunks(rendition_id: int) -> Iterator[bytes]:
@@ -86,9 +83,14 @@ def _claim(result: JobResult, fmt: str, version: int) -> int | None:
     return rendition.pk
 
 
-def _written(rendition_id: int, write: Callable[[], Iterable[bytes]]) -> Iterator[bytes]:
-    """The pieces of `write()`, stored in chunks as the rendition `rendition_id` while they pass through; the
+def _written(result: JobResult, fmt: str, version: int, write: Callable[[], Iterable[bytes]]) -> Iterator[bytes]:
+    """The pieces of `write()`, stored in chunks as the rendition while they pass through if this download claims
+    it (when its first piece is asked for: a response closed before, a HEAD request, claims nothing); the
     rendition is marked complete after its last chunk, or removed if the pieces stop early."""
+    rendition_id = _claim(result, fmt, version)
+    if rendition_id is None:
+        yield from write()
+        return
     chunk_size = settings.JOBS_RESULT_CHUNK_BYTES
     buffer = bytearray()
     seq = size = 0
