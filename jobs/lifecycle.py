@@ -396,10 +396,13 @@ def _pool(name: str = "poll") -> ThreadPoolExecutor:
     with _executor_lock:
         executor = _executors.get(name)
         if executor is None:
-            threads = settings.JOBS_SWEEP_THREADS if name == "poll" else max(1, settings.JOBS_SWEEP_THREADS // 4)
-            executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+            executor = ThreadPoolExecutor(max_workers=_pool_size(name), thread_name_prefix=name)
             _executors[name] = executor
         return executor
+
+
+def _pool_size(name: str) -> int:
+    return settings.JOBS_SWEEP_THREADS if name == "poll" else max(1, settings.JOBS_SWEEP_THREADS // 4)
 
 
 @dataclass(frozen=True)
@@ -582,17 +585,14 @@ def start_fetches(job_ids: list[int]) -> list[Future]:
     """Start fetching the results of jobs OML finished, on the fetch threads; the sweep waits for them at most
     JOBS_SWEEP_FETCH_WAIT, so that a slow or failing download never holds the next sweep's polls. One still
     going on then carries on in its thread; if the process dies first, the job stays `fetching` and the
-    janitor fetches it again."""
-    return [_pool("fetch").submit(_fetch_on_thread, pk) for pk in job_ids]
-
-
-def _fetch_on_thread(job_id: int) -> None:
-    try:
-        fetch(job_id)
-    except Exception:  # the janitor fetches it again
-        logger.exception("job %s: fetch failed", job_id)
-    finally:
-        connection.close()
+    janitor fetches it again. Each fetch thread works through the list on one database connection, as the
+    poll threads do."""
+    if not job_ids:
+        return []
+    items = iter([(fetch, pk) for pk in job_ids])
+    lock = threading.Lock()
+    threads = min(len(job_ids), _pool_size("fetch"))
+    return [_pool("fetch").submit(_drain, items, lock) for _ in range(threads)]
 
 
 def _schedule(job: Job, now) -> timedelta:
