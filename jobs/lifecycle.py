@@ -13,7 +13,7 @@ import logging
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -416,10 +416,13 @@ def _pool(name: str = "poll") -> ThreadPoolExecutor:
     with _executor_lock:
         executor = _executors.get(name)
         if executor is None:
-            threads = settings.JOBS_SWEEP_THREADS if name == "poll" else max(1, settings.JOBS_SWEEP_THREADS // 4)
-            executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+            executor = ThreadPoolExecutor(max_workers=_pool_size(name), thread_name_prefix=name)
             _executors[name] = executor
         return executor
+
+
+def _pool_size(name: str) -> int:
+    return settings.JOBS_SWEEP_THREADS if name == "poll" else max(1, settings.JOBS_SWEEP_THREADS // 4)
 
 
 @dataclass(frozen=True)
@@ -432,34 +435,43 @@ class PollOutcome:
 
 
 def sweep() -> int:
-    """One tick of tracking, in the order below; returns how many submissions and polls it made.
+    """One tick of tracking, in the order below; returns how many polls and submissions it made.
 
-    1. Claim the queued jobs their submit message has not reached after JOBS_SUBMIT_GRACE.
-    2. Send the synchronous ones among them back to the queue as messages (a call can hold a thread long).
-    3. Claim the pending jobs whose poll is due, read whole: a poll reads nothing more.
-    4. Submit and poll the claimed jobs concurrently, over pooled HTTP sessions.
-    5. Record every "still running" answer of this sweep in one statement.
-    6. Fetch the results of the jobs OML finished, waiting for them at most JOBS_SWEEP_FETCH_WAIT.
-    7. Run the sweep hooks (notifications: slow and stuck jobs, connections down).
+    1. Claim the pending jobs whose poll is due, read whole (a poll reads nothing more), under a lease.
+    2. Poll them concurrently, over pooled HTTP sessions.
+    3. Record every "still running" answer of this sweep in one statement, right away: within the lease.
+    4. Start fetching the results of the jobs OML finished, on threads of their own.
+    5. Claim the queued jobs their submit message has not reached after JOBS_SUBMIT_GRACE.
+    6. Send the synchronous ones among them back to the queue as messages (a call can hold a thread long).
+    7. Submit the asynchronous ones concurrently.
+    8. Wait for the fetches of step 4 at most JOBS_SWEEP_FETCH_WAIT after they started; a slower one goes on
+       in its thread, and never holds the next sweep's polls.
+    9. Run the sweep hooks (notifications: slow and stuck jobs, connections down).
     """
     from .tasks import submit_job
 
     # 1.
-    to_submit, sync_calls = claim_waiting_submissions()
+    leased_until = _now() + timedelta(seconds=settings.JOBS_POLL_LEASE)
+    due = claim_due_jobs(leased_until=leased_until)
     # 2.
+    outcomes = [outcome for outcome in _run_concurrently([(poll, job) for job in due]) if outcome]
+    # 3.
+    record_still_running([o.still_running for o in outcomes if o.still_running], leased_until=leased_until)
+    # 4.
+    fetches = start_fetches([outcome.to_fetch for outcome in outcomes if outcome.to_fetch])
+    fetch_deadline = time.monotonic() + settings.JOBS_SWEEP_FETCH_WAIT
+    # 5.
+    to_submit, sync_calls = claim_waiting_submissions()
+    # 6.
     for pk in sync_calls:
         submit_job.delay(pk)
-    # 3.
-    due = claim_due_jobs()
-    # 4.
-    outcomes = _run_concurrently([(submit, pk) for pk in to_submit] + [(poll, job) for job in due])
-    # 5.
-    record_still_running([outcome.still_running for outcome in outcomes if outcome and outcome.still_running])
-    # 6.
-    fetch_finished([outcome.to_fetch for outcome in outcomes if outcome and outcome.to_fetch])
     # 7.
+    _run_concurrently([(submit, pk) for pk in to_submit])
+    # 8.
+    wait(fetches, timeout=max(fetch_deadline - time.monotonic(), 0))
+    # 9.
     hooks.sweep_hooks_run()
-    return len(to_submit) + len(due)
+    return len(due) + len(to_submit)
 
 
 def claim_waiting_submissions(now=None) -> tuple[list[int], list[int]]:
@@ -488,16 +500,18 @@ def claim_waiting_submissions(now=None) -> tuple[list[int], list[int]]:
     return [pk for pk, is_async in waiting if is_async], [pk for pk, is_async in waiting if not is_async]
 
 
-def claim_due_jobs(now=None) -> list[Job]:
+def claim_due_jobs(now=None, *, leased_until=None) -> list[Job]:
     """Claim the pending jobs whose next poll is due, within each connection's poll budget; returns them
     with their connection, read in the claim's one SELECT.
 
     1. In one transaction, lock due pending jobs, oldest due first, skipping rows another sweep holds.
     2. Keep at most `poll_budget x sweep interval` per connection; the rest stay due for the next sweep.
-    3. Push the kept jobs' next_poll_at forward by the lease and commit: another sweep will not take them,
-       and if this worker dies they become due again when the lease ends.
+    3. Push the kept jobs' next_poll_at forward to the end of the lease (`leased_until`, by default now plus
+       JOBS_POLL_LEASE) and commit: another sweep will not take them, and if this worker dies they become due
+       again when the lease ends.
     """
     now = now or _now()
+    leased_until = leased_until or now + timedelta(seconds=settings.JOBS_POLL_LEASE)
     budgets = dict(Connection.objects.values_list("pk", "poll_budget"))
     with transaction.atomic():
         due = list(
@@ -515,9 +529,7 @@ def claim_due_jobs(now=None) -> list[Job]:
                 taken[job.connection_id] = taken.get(job.connection_id, 0) + 1
                 claimed.append(job)
         if claimed:
-            Job.objects.filter(pk__in=[job.pk for job in claimed], state=S.PENDING).update(
-                next_poll_at=now + timedelta(seconds=settings.JOBS_POLL_LEASE)
-            )
+            Job.objects.filter(pk__in=[job.pk for job in claimed], state=S.PENDING).update(next_poll_at=leased_until)
     return claimed
 
 
@@ -557,10 +569,13 @@ def _drain(items, lock: threading.Lock) -> list:
         connection.close()
 
 
-def record_still_running(rows: list[dict]) -> int:
+def record_still_running(rows: list[dict], *, leased_until=None) -> int:
     """Write the polls that found their jobs still running, in one statement (more only past the database's
-    parameter limit), only for jobs still pending: one cancelled since its poll is left as it is. Returns how
-    many were written. A worker that dies before this has lost only the polls, which the lease repeats."""
+    parameter limit), only for jobs still pending and, given `leased_until`, still under that lease: a job
+    cancelled since its poll, or claimed again by another sweep once the lease ran out, is left as it is.
+    Returns how many were written. A worker that dies before this has lost only the polls, which the lease
+    repeats."""
+    where = {"state": S.PENDING} | ({"next_poll_at": leased_until} if leased_until else {})
     written = 0
     columns = (*STILL_RUNNING_FIELDS, "poll_count")
     size = update_each_limit(len(columns))
@@ -570,7 +585,7 @@ def record_still_running(rows: list[dict]) -> int:
             rows[start : start + size],
             fields=STILL_RUNNING_FIELDS,
             add=("poll_count",),
-            where={"state": S.PENDING},
+            where=where,
         )
     return written
 
@@ -586,24 +601,18 @@ STILL_RUNNING_FIELDS = (
 )
 
 
-def fetch_finished(job_ids: list[int]) -> None:
-    """Fetch the results of jobs OML finished on the fetch threads, waiting for them at most
-    JOBS_SWEEP_FETCH_WAIT: a slow or failing download never holds the next sweep's polls. One still going on
-    when the wait ends carries on in its thread; if the process dies first the job stays `fetching` and the
-    janitor fetches it again."""
+def start_fetches(job_ids: list[int]) -> list[Future]:
+    """Start fetching the results of jobs OML finished, on the fetch threads; the sweep waits for them at most
+    JOBS_SWEEP_FETCH_WAIT, so that a slow or failing download never holds the next sweep's polls. One still
+    going on then carries on in its thread; if the process dies first, the job stays `fetching` and the
+    janitor fetches it again. Each fetch thread works through the list on one database connection, as the
+    poll threads do."""
     if not job_ids:
-        return
-    futures = [_pool("fetch").submit(_fetch_on_thread, pk) for pk in job_ids]
-    wait(futures, timeout=settings.JOBS_SWEEP_FETCH_WAIT)
-
-
-def _fetch_on_thread(job_id: int) -> None:
-    try:
-        fetch(job_id)
-    except Exception:  # the janitor fetches it again
-        logger.exception("job %s: fetch failed", job_id)
-    finally:
-        connection.close()
+        return []
+    items = iter([(fetch, pk) for pk in job_ids])
+    lock = threading.Lock()
+    threads = min(len(job_ids), _pool_size("fetch"))
+    return [_pool("fetch").submit(_drain, items, lock) for _ in range(threads)]
 
 
 def _schedule(job: Job, now) -> timedelta:
@@ -643,7 +652,7 @@ def poll(job: Job) -> PollOutcome | None:
     3. No answer, or an error answer: a permanent one fails the job, a passing one is recorded as a poll.
     4. Still running (202): nothing is written here; the row returned (next poll time, when OML was last seen
        running, its elapsedTime, the poll log) is written with the sweep's others in one statement.
-    5. Finished (302): -> fetching; the sweep fetches the result (fetch_finished).
+    5. Finished (302): -> fetching; the sweep fetches the result (start_fetches).
     6. Failed: a 500 is believed the second time in a row; then, or for any other failure, -> failed.
     The request's time, HTTP status, OML's status, elapsedTime and latency go to the job's poll log with
     whatever records the poll.

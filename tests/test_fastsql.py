@@ -333,6 +333,20 @@ def test_read_with_gives_a_job_and_its_connection_as_select_related_does(conn, a
     assert read_with(Job, "connection", id=job.pk + 1000, state="queued") is None
 
 
+def test_a_poll_whose_lease_ran_out_is_not_written_over_the_next_claim(conn, analyst):
+    first, second = _pending_jobs(analyst, 2)
+    now = timezone.now()
+    leased_until = now + timedelta(seconds=30)
+    Job.objects.filter(pk__in=[first.pk, second.pk]).update(next_poll_at=leased_until)
+    # Another sweep claimed the second job again once the lease had run out.
+    Job.objects.filter(pk=second.pk).update(next_poll_at=leased_until + timedelta(seconds=31))
+    before = Job.objects.values(*_COMPARED).get(pk=second.pk)
+    rows = [_still_running(first, 1, now), _still_running(second, 2, now)]
+    assert record_still_running(rows, leased_until=leased_until) == 1
+    assert Job.objects.values(*_COMPARED).get(pk=second.pk) == before
+    assert Job.objects.get(pk=first.pk).next_poll_at == rows[0]["next_poll_at"]
+
+
 # --- Each statement of omlpy_dashboard.fastsql against the ORM's answer (SQLite, and PostgreSQL with DATABASE_URL) --
 
 
