@@ -34,7 +34,7 @@ from .models import Connection, Job, JobTransition
 from .oml.client import OMLClient, body_error, client_for
 from .oml.errors import OMLError
 from .services import job_result_store, job_transition, job_update_polling
-from .states import JobState
+from .states import ACTIVE_STATES, JobState
 from .stats import call_signature, script_durations
 from .timing import oml_bounds
 
@@ -828,10 +828,11 @@ def janitor() -> dict:
     counts = {"timed_out": 0, "submit_unknown": 0, "running_lost": 0, "refetched": 0, "cancelled": 0}
     # Cancellations asked for a while ago whose message was lost or whose worker died.
     asked_before = now - timedelta(seconds=CANCEL_GRACE)
-    for job in Job.objects.filter(state__in=_ACTIVE, cancel_requested_at__lt=asked_before).exclude(state=S.SUBMITTING):
+    asked = Job.objects.filter(state__in=ACTIVE_STATES, cancel_requested_at__lt=asked_before)
+    for job in asked.exclude(state=S.SUBMITTING):
         cancel(job.pk, actor=_cancelled_by(job))
         counts["cancelled"] += 1
-    for job in Job.objects.filter(state__in=[s for s in S.values if s not in _TERMINAL], deadline_at__lt=now):
+    for job in Job.objects.filter(state__in=ACTIVE_STATES, deadline_at__lt=now):
         if job.oml_job_url:
             # The job is timed out either way; OML drops it after its own timeout.
             with contextlib.suppress(OMLError):
@@ -881,8 +882,6 @@ def janitor() -> dict:
     return counts
 
 
-_TERMINAL = {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}
-_ACTIVE = [s for s in S.values if s not in _TERMINAL]
 CANCEL_GRACE = 5.0
 
 
