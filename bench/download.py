@@ -106,8 +106,8 @@ def prepare(target_bytes: int) -> tuple[str, str, str, int, int]:
     from django.utils import timezone
 
     from jobs.models import Job, JobResult
-    from jobs.results import describe_body, result_source
-    from jobs.services import connection_save, job_result_store, job_transition
+    from jobs.results.bodies import describe_body, result_source
+    from jobs.services.jobs import connection_save, job_result_store, job_transition
     from jobs.states import JobKind, JobState
 
     call_command("migrate", verbosity=0)

@@ -402,7 +402,7 @@ def run_drill(drill: Drill, *, jobs: int, pg: PrivatePostgres, redis: PrivateRed
     redis_client.Redis(port=redis.port).flushall()
 
     from accounts.models import Team
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
 
     stack = Stack(log_dir=log_dir / drill.key, env={"DATABASE_URL": pg.url(f"drill_{drill.key}"), **drill.env})
     connection_save(

@@ -155,7 +155,7 @@ def fill(jobs: int) -> dict:
     from django.db import connection
 
     from accounts.models import Membership, Team
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
 
     user_model = get_user_model()
     started = time.monotonic()
@@ -346,19 +346,19 @@ def sort_scenarios(sessions, base_url: str, year_ago: str) -> dict[str, dict[str
 
 def raw_phase_means(jobs) -> dict:
     """Mean queue, OML and fetch time of succeeded jobs per day of the current zone, summed by the database over
-    every row (as jobs.rollups.job_phases defines the phases)."""
+    every row (as jobs.services.rollups.job_phases defines the phases)."""
     from types import SimpleNamespace
 
     from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, Sum, When
     from django.db.models.functions import Coalesce, TruncDate
     from django.utils import timezone
 
-    from jobs.analytics import EpochSeconds
+    from jobs.selectors.analytics import EpochSeconds
 
     def seconds(start, end):
         return EpochSeconds(ExpressionWrapper(end - start, output_field=DurationField()))
 
-    # jobs.timing.job_phases, in SQL: OML time up to the last "still running" answer (OML's 201 when none came
+    # jobs.selectors.timing.job_phases, in SQL: OML time up to the last "still running" answer (OML's 201 when none came
     # before the 302), the detection lag from there to the 302; a synchronous call is its whole call.
     last_running = Coalesce(F("oml_last_running_at"), F("oml_accepted_at"))
     oml_end = Case(When(async_flag=True, then=last_running), default=F("finished_at"))
@@ -396,9 +396,9 @@ def check_rollups(users: dict, year_ago: str) -> dict:
 
     from django.utils import timezone
 
-    from jobs import analytics
-    from jobs.rollups import rollups_for
-    from jobs.selectors import HistoryFilters, job_history_queryset
+    from jobs.selectors import analytics
+    from jobs.selectors.jobs import HistoryFilters, job_history_queryset
+    from jobs.services.rollups import rollups_for
 
     found = {}
     start = timezone.make_aware(datetime.strptime(year_ago, "%Y-%m-%d"))
@@ -642,7 +642,7 @@ def main() -> None:
                 cursor.execute("ANALYZE jobs_job")
                 cursor.execute("ANALYZE jobs_teamrollup")  # a level of rollups its migration filled
         from jobs.models import JobRollup, TeamRollup
-        from jobs.rollups import rollups_rebuild
+        from jobs.services.rollups import rollups_rebuild
 
         missing = not JobRollup.objects.filter(purged=False).exists() or not TeamRollup.objects.exists()
         if refill or args.rebuild or missing:

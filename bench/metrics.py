@@ -64,7 +64,7 @@ def exactness() -> dict:
 
     from django.db.models import Count
 
-    from jobs import gauges
+    from jobs.selectors import gauges
 
     connections, teams = gauges._names()
     from_gauge: Counter = Counter()
@@ -130,7 +130,7 @@ def main() -> None:
         if refill:
             figures.update(fill(args.jobs))
         call_command("migrate", verbosity=0)
-        from jobs.tally import tally_rebuild
+        from jobs.services.tally import tally_rebuild
 
         started = time.monotonic()
         figures["tally_rows"] = tally_rebuild()

@@ -3,8 +3,8 @@
     .venv/bin/python bench/poll_schedule.py [--runs 80] [--per-script 30] [--seed 5] [--track-seed 7]
 
 Each run draws the workload of `bench/track.py --strategy` (six recurring scripts with medians 10 to 300 s,
-lognormal sigma 0.10, 20 past runs learned through jobs.polling.learn, --per-script runs of each) and follows
-each job under fixed 2 s polling and under the learned schedule (jobs.polling.next_delay, the project's own
+lognormal sigma 0.10, 20 past runs learned through jobs.worker.polling.learn, --per-script runs of each) and follows
+each job under fixed 2 s polling and under the learned schedule (jobs.worker.polling.next_delay, the project's own
 settings); with --track-seed N, every run has the very history and run durations of `bench/track.py
 --strategy --seed N` (its default is 7), and only the ticks and answer times vary. A poll due at some time is
 sent at the sweep's next tick (JOBS_SWEEP_INTERVAL, 1 s by default) and answered 0.1-0.9 s later (about what
@@ -117,7 +117,7 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
-    from jobs import polling
+    from jobs.worker import polling
 
     rng = random.Random(args.seed)
     runs = [

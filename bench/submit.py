@@ -66,7 +66,7 @@ def prepare(rules: int = 0) -> str:
 
     from accounts.models import Membership, Team
     from accounts.tokens import token_create
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user(username="bench-analyst")
@@ -206,10 +206,10 @@ def statement_costs(token: str, calls: int, rounds: int) -> dict[str, dict[str, 
 
     from accounts.tokens import token_lookup
     from audit.services import AuditAction, audit_record
-    from jobs import access
     from jobs.models import Connection, Job, JobKind, JobState
-    from jobs.services import job_transition
-    from jobs.tally import TallyChange, tally_add
+    from jobs.selectors import access
+    from jobs.services.jobs import job_transition
+    from jobs.services.tally import TallyChange, tally_add
     from metrics import recorder, store
 
     user = get_user_model().objects.get(username="bench-analyst")

@@ -220,7 +220,7 @@ def seed_history(connection, user, owners: list[str], rng: random.Random) -> Non
     from django.utils import timezone
 
     from jobs.models import Job
-    from jobs.stats import script_stats_record
+    from jobs.selectors.stats import script_stats_record
 
     base = timezone.now() + timedelta(minutes=1)
     rows = []
@@ -294,7 +294,7 @@ def seed_two_signature_history(connection, rng: random.Random) -> None:
 
     from django.utils import timezone
 
-    from jobs.stats import call_signature, script_stats_record
+    from jobs.selectors.stats import call_signature, script_stats_record
 
     for _ in range(HISTORY_RUNS):
         for median in TWO_SIGNATURE_MEDIANS:
@@ -531,8 +531,8 @@ def main() -> None:
 
     from accounts.models import Membership, Team
     from jobs.models import Job
-    from jobs.services import connection_save, job_create
-    from jobs.specs import parse_job_request
+    from jobs.services.jobs import connection_save, job_create
+    from jobs.services.specs import parse_job_request
     from omlengine.models import EngineJob
     from tests.stack import Stack
 

@@ -4,9 +4,9 @@ from django.utils.html import escape
 
 from accounts.models import Team
 from audit.services import AuditAction, audit_record
+from jobs.services.jobs import connection_save
 
 from .models import Connection, Job, JobTransition, RetentionPolicy
-from .services import connection_save
 
 
 class ConnectionAdminForm(forms.ModelForm):

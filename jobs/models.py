@@ -159,7 +159,7 @@ class Job(models.Model):
     graphics_flag = models.BooleanField(default=False)
     env_name = models.CharField(max_length=128, blank=True)
 
-    # Where it stands. Only jobs.services.job_transition writes `state`.
+    # Where it stands. Only jobs.services.jobs.job_transition writes `state`.
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
     oml_job_id = models.CharField(max_length=200, blank=True)
     oml_job_url = models.URLField(max_length=1000, blank=True)
@@ -195,7 +195,7 @@ class Job(models.Model):
         default=dict,
         db_default={},
         blank=True,
-        help_text="The first and last status requests (jobs.polling.poll_log_append) and how many were left out.",
+        help_text="The first and last status requests (jobs.worker.polling) and how many were left out.",
     )
     expected_seconds = models.FloatField(
         null=True, blank=True, help_text="How long this script usually takes (median), learned from its history."
@@ -244,7 +244,7 @@ class Job(models.Model):
             # janitor: queued / submitting / fetching jobs by how long they have been there
             models.Index(fields=["state", "created_at"], condition=_ACTIVE, name="job_active_state_idx"),
             # /metrics: COUNT(*) of active jobs GROUP BY state, connection, kind, read from the index alone
-            # (jobs.gauges; the tally counts finished ones)
+            # (jobs.selectors.gauges; the tally counts finished ones)
             models.Index(fields=["state", "connection", "kind"], condition=_ACTIVE, name="job_active_count_idx"),
             # history: newest first, optionally by owner / state / script / team; keyset on (created_at, id)
             models.Index(fields=["-created_at", "-id"], name="job_history_idx"),
@@ -271,7 +271,7 @@ class Job(models.Model):
                 condition=Q(state=JobState.SUCCEEDED),
                 name="job_script_runs_idx",
             ),
-            # retention: finished jobs oldest first (jobs.retention)
+            # retention: finished jobs oldest first (jobs.services.retention)
             models.Index(fields=["finished_at"], condition=Q(finished_at__isnull=False), name="job_finished_idx"),
         ]
         constraints = [
@@ -398,7 +398,7 @@ class JobResult(models.Model):
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(size_bytes__gte=0), name="result_size_non_negative")]
         indexes = [
-            # retention: stored results oldest first (jobs.retention)
+            # retention: stored results oldest first (jobs.services.retention)
             models.Index(fields=["stored_at"], name="result_stored_idx"),
         ]
 
@@ -420,7 +420,7 @@ class JobResultChunk(models.Model):
 
 class JobResultRendition(models.Model):
     """A stored result written out in a download format (CSV) on its first download, kept in chunks beside the
-    body so that later downloads copy it as they copy the body (jobs.renditions). Removed with its result."""
+    body so that later downloads copy it as they copy the body (jobs.results.renditions). Removed with its result."""
 
     result = models.ForeignKey(JobResult, on_delete=models.CASCADE, related_name="renditions")
     format = models.CharField(max_length=8)
@@ -456,7 +456,7 @@ class JobResultRenditionChunk(models.Model):
 
 class IdempotencyKey(models.Model):
     """The `Idempotency-Key` a user sent with a submission and the job it created: a repeat with the same key
-    within a day answers that job instead of creating another (jobs.idempotency)."""
+    within a day answers that job instead of creating another (jobs.services.idempotency)."""
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)

@@ -13,12 +13,12 @@ class JobTally(models.Model):
     """Finished jobs and the bytes of their stored results, per (state, connection, kind, team).
 
     Finished jobs never change state again, so these counts move only when a job finishes (+1, in the
-    transaction of its last transition, jobs.tally) and when retention removes a result or a job (-, in the
+    transaction of its last transition, jobs.services.tally) and when retention removes a result or a job (-, in the
     transaction of the purge's batch). /metrics and the storage page read this small table instead of
     counting a table of millions of jobs; jobs still active are counted live (few, and indexed).
 
     `connection_id` and `team_key` are plain numbers (0: no team), not foreign keys: a row must outlive a
-    deleted team, whose jobs then count under "no team" (jobs.tally merges unknown teams there).
+    deleted team, whose jobs then count under "no team" (jobs.services.tally merges unknown teams there).
     """
 
     state = models.CharField(max_length=16)
@@ -54,7 +54,7 @@ class ScriptStats(models.Model):
         blank=True,
         default="",
         db_default="",
-        help_text="A call signature (jobs.stats.call_signature) of the script; empty: every run of the script.",
+        help_text="A call signature (jobs.selectors.stats) of the script; empty: every run of the script.",
     )
     durations = models.JSONField(default=list, help_text="Seconds in OML of the latest runs, oldest first.")
     runs = models.BigIntegerField(default=0, help_text="Successful runs counted since statistics began.")
@@ -126,7 +126,7 @@ class JobRollup(models.Model):
     """What analytics reads of finished jobs: per hour of creation (UTC), owner, team, connection, script, kind
     and final state, their number, the sums of their phases, and a histogram of their durations.
 
-    Added to in the transaction of each job's terminal transition (jobs.rollups). The live part (`purged`
+    Added to in the transaction of each job's terminal transition (jobs.services.rollups). The live part (`purged`
     false) says what the job rows say and can be rebuilt from them; when retention deletes rows, their share
     moves to the purged part in the same transaction, so that a job always counts once.
     """
@@ -176,7 +176,7 @@ class TeamRollup(models.Model):
     a team's viewer reads when no owner, connection, script or kind is chosen: a year of a million jobs is
     94,000 of these against 886,000 hourly rollups (bench/history.py).
 
-    Kept by jobs.rollups with the hourly rollups (as jobs end, in the same transaction; rebuilt from them by
+    Kept by jobs.services.rollups with the hourly rollups (as jobs end, in the same transaction; rebuilt from them by
     `rollups_rebuild`); a purge leaves it as it was, since each job counts once before and after.
     """
 

@@ -1,6 +1,6 @@
 """Job states and the table of allowed moves.
 
-`jobs.services.job_transition` is the only code that changes a job's state, and it consults this table.
+`jobs.services.jobs.job_transition` is the only code that changes a job's state, and it consults this table.
 """
 
 from django.db import models

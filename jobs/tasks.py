@@ -1,13 +1,13 @@
-"""Celery tasks. Each takes ids, re-reads the rows, and calls into jobs.lifecycle; the database row is the truth."""
+"""Celery tasks. Each takes ids, re-reads the rows, and calls into jobs.worker.lifecycle; the database row is the
+truth."""
 
 from celery import shared_task
 from django.core.cache import cache
 from django.utils import timezone
 
+from jobs.worker import lifecycle
 from metrics import recorder
 from omlpy_dashboard import health
-
-from . import lifecycle
 
 
 @shared_task(name="jobs.tasks.heartbeat")
@@ -49,7 +49,7 @@ def janitor() -> dict:
 def retention_purge() -> dict:
     from django.conf import settings
 
-    from . import retention
+    from jobs.services import retention
 
     # Well inside the task's time limit: what is left is removed by the next run.
     return retention.purge(max_seconds=settings.CELERY_TASK_SOFT_TIME_LIMIT / 2).as_dict()

@@ -2,7 +2,7 @@
 
 Counters and histograms are monotonic: they are kept in the database (metrics.models.MetricCounter), added to
 in batches (metrics.recorder, metrics.store), and never derived from rows a purge deletes. Gauges are read
-from the database at scrape time instead (jobs.gauges). Adding a counter is one line here, then
+from the database at scrape time instead (jobs.selectors.gauges). Adding a counter is one line here, then
 `recorder.inc("omlpy_name_total", channel=..., outcome=...)` where it happens.
 
 Label values must be bounded: states, operations, HTTP status codes, channels; never ids or free text.
@@ -56,13 +56,14 @@ METRICS: tuple[Counter | Histogram, ...] = (
     ),
     Histogram(
         "omlpy_job_oml_duration_seconds",
-        "Time a job spent in OML (jobs.timing): the middle of its bounds, after the last status request OML "
+        "Time a job spent in OML (jobs.selectors.timing): the middle of its bounds, after the last status request OML "
         "answered 202 and before the 302 (synchronous calls: the call's duration).",
         JOB_BUCKETS,
     ),
     Histogram(
         "omlpy_job_detection_lag_seconds",
-        "Upper bound of the time between OML finishing a job and the dashboard seeing it finished (jobs.timing): "
+        "Upper bound of the time between OML finishing a job and the dashboard seeing it finished "
+        "(jobs.selectors.timing): "
         "the 302's time minus the last 202's (minus OML's 201 when the first status request found it finished).",
         LAG_BUCKETS,
     ),

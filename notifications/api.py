@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from ninja import Path, Router, Schema, Status
 
-from jobs import jsontext
-from jobs.api_schema import refusals, request_object
+from jobs.api.schema import refusals, request_object
 from jobs.models import JobKind
-from jobs.specs import MAX_ID
+from jobs.services import jsontext
+from jobs.services.specs import MAX_ID
 
 from . import selectors, services
 from .models import RULE_EVENTS, Channel, NotificationRule

@@ -8,8 +8,8 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         # The outbox is written inside every job transition, and the sweep looks for slow and stuck jobs: the
         # jobs app calls what is registered here, so that it never imports this app.
-        from jobs import hooks
-        from jobs.api import api
+        from jobs.api.jobs import api
+        from jobs.services import hooks
 
         from . import outbox, retention, watch
         from .api import router

@@ -1,6 +1,6 @@
 """The outbox: Notification rows written in the transaction of what causes them.
 
-`notifications_for_transition` runs inside every job transition (jobs.hooks). It costs nothing for a move that
+`notifications_for_transition` runs inside every job transition (jobs.services.hooks). It costs nothing for a move that
 is no event (most moves), and one indexed query of the job's owner's and team's rules for a job's last move.
 """
 

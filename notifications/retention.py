@@ -1,6 +1,6 @@
 """Retention of notifications: delivered, failed and digested ones (and in-app ones, read or not) older than
-NOTIFY_KEEP_DAYS are removed by the scheduled purge (jobs.retention via jobs.hooks), in bounded batches.
-Pending and held ones are kept whatever their age: they are not delivered yet."""
+NOTIFY_KEEP_DAYS are removed by the scheduled purge (jobs.services.retention via jobs.services.hooks), in bounded
+batches. Pending and held ones are kept whatever their age: they are not delivered yet."""
 
 from __future__ import annotations
 

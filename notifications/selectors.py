@@ -8,8 +8,8 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from accounts.models import Membership
-from jobs import access
 from jobs.models import Job
+from jobs.selectors import access
 
 from .models import Channel, Notification, NotificationRule
 

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from accounts.models import Team
 from audit.services import audit_record
-from jobs import access
 from jobs.crypto import encrypt
 from jobs.models import Connection, JobKind
+from jobs.selectors import access
 
 from .models import RULE_EVENTS, Channel, Notification, NotificationRule
 from .targets import TargetRefused, target_check, target_problem

@@ -10,7 +10,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from jobs import access
+from jobs.selectors import access
 
 from . import selectors, services
 from .forms import RuleForm

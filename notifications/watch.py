@@ -23,7 +23,7 @@ from .outbox import job_payload, notification_enqueue, rule_matches
 
 WATCH_LOCK = "notifications-watch"
 STUCK_SINCE = "notifications-stuck-since:{}"
-# The one-sided 95th percentile of a normal variable: the learned durations are lognormal (jobs.polling).
+# The one-sided 95th percentile of a normal variable: the learned durations are lognormal (jobs.worker.polling).
 P95_Z = 1.645
 
 
@@ -220,6 +220,6 @@ def _episode_notify(episode: ConnectionEpisode, now: datetime, *, recovered: boo
 
 
 def _may_see_connection(rule: NotificationRule, connection_id: int) -> bool:
-    from jobs import access
+    from jobs.selectors import access
 
     return access.may_see_connection(rule.owner, connection_id)

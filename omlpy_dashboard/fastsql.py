@@ -11,7 +11,7 @@ On the project's 2-core benchmark machine a queryset costs 0.3 to 0.7 ms of CPU 
 For speed, on the path of every API submission (target: ≥ 200/s through the API):
 
 - `token_and_user`: the Bearer token with its user (accounts.tokens.token_lookup).
-- `membership_rows`: the user's teams, roles and granted connections (jobs.access.memberships).
+- `membership_rows`: the user's teams, roles and granted connections (jobs.selectors.access.memberships).
 - `audit_head`: the audit chain's newest entry, under the chain's lock (audit.services.audit_record).
 - `insert_one`: INSERTs a row with a statement built once per model and database; each row only prepares its
   values, with the fields' own `pre_save` and `get_db_prep_save`, as `Model.save()` does. For models whose
@@ -24,7 +24,7 @@ Through the ORM, each of them costs 4 to 7.5 % of a submission's web CPU (8.8 ms
 connection (3 %) 2.3 ms more, 42 % of a submission in-process, 47 % of the web CPU per submission of
 bench/submit.py. The default connection and the metrics flush together, the two cheapest, already cost 14.5 %
 (15 % in bench/submit.py). What the ORM's way costs, together, is kept under a tenth of the operation's CPU:
-the default connection alone reads through the ORM (and the tally of jobs.tally, under 2 % of what a worker
+the default connection alone reads through the ORM (and the tally of jobs.services.tally, under 2 % of what a worker
 spends per job); the others stay here. BENCHMARKS.md has the figures.
 
 `model_columns` and `model_from_row` read model instances from a hand-written SELECT, converting each value
@@ -42,7 +42,7 @@ For speed, on the worker's path (target: worker CPU per tracked job):
 PostgreSQL only, for locking rather than speed (the ORM has no way to say them):
 
 - `advisory_xact_lock`: the transaction-scoped advisory lock that serializes the audit chain's appends.
-- `lock_table_exclusive`: holds the writes to a table while it is recounted (jobs.tally.tally_rebuild).
+- `lock_table_exclusive`: holds the writes to a table while it is recounted (jobs.services.tally.tally_rebuild).
 
 Outside this module, and not for speed: the migrations that create the audit trail's append-only triggers and
 fill new columns, the health check's `SELECT 1`, and the benchmarks' own fills and plans in bench/.

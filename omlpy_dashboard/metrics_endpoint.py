@@ -3,7 +3,7 @@
 Off (404) when no token is configured; 401 without the right `Authorization: Bearer` token. Answered by a
 middleware before host validation and the https redirect, as the health probes are: Prometheus scrapes each
 web process over the internal network, by address. Every process writes its counters to the database
-(metrics.store), so any web process answers for all of them; gauges are read at scrape time (jobs.gauges).
+(metrics.store), so any web process answers for all of them; gauges are read at scrape time (jobs.selectors.gauges).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _sweep_family() -> Iterable[Metric]:
 
 class _Collector:
     def collect(self) -> Iterable[Metric]:
-        from jobs import gauges
+        from jobs.selectors import gauges
 
         yield from store.families()
         yield from gauges.families()

@@ -3,7 +3,7 @@
 A database error can be raised anywhere: in a view, in a template, or inside middleware (loading the session,
 the signed-in user), where no `process_exception` sees it. Django sends every uncaught exception to the
 `handler500` view with the exception still being handled, so `server_error` there covers them all. The JSON
-API catches exceptions itself (django-ninja's handlers), so `jobs.api` registers `database_unavailable`
+API catches exceptions itself (django-ninja's handlers), so `jobs.api.jobs` registers `database_unavailable`
 for the same errors.
 """
 

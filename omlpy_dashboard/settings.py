@@ -430,7 +430,7 @@ if JOBS_SWEEP_FETCH_WAIT < 0:
 JOBS_DEFAULT_TIMEOUT = env.int("JOBS_DEFAULT_TIMEOUT", default=1800)
 JOBS_RESULT_CHUNK_BYTES = env.int("JOBS_RESULT_CHUNK_BYTES", default=1024 * 1024)
 # A CSV rendition whose writer stored nothing for this many seconds (a download that stopped, a process that died)
-# is written again by the next download (jobs.renditions).
+# is written again by the next download (jobs.results.renditions).
 JOBS_RENDITION_STALE = env.float("JOBS_RENDITION_STALE", default=300.0)
 # Cells (rows x columns) per row group of a Parquet download: what its writer holds in memory at once.
 JOBS_PARQUET_ROW_GROUP_CELLS = env.int("JOBS_PARQUET_ROW_GROUP_CELLS", default=128 * 1024)

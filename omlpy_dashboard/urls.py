@@ -6,7 +6,7 @@ from django.urls import include, path
 from django.views.decorators.http import require_GET
 
 from accounts import views as accounts_views
-from jobs.api import api
+from jobs.api.jobs import api
 from omlpy_dashboard import health
 
 
@@ -33,8 +33,8 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("notifications.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("", include("jobs.urls_results")),
-    path("", include("jobs.urls")),
+    path("", include("jobs.web.urls_results")),
+    path("", include("jobs.web.urls")),
 ]
 
 # A database outage answers 503 with Retry-After, even when it breaks inside middleware (see outage.py).

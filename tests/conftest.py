@@ -106,7 +106,7 @@ def analysts_team():
 def live(transactional_db, stack):
     """The running system with a clean database: the engine seeded, the default connection at the stack,
     granted to the analysts' team."""
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
 
     seed_engine()
     connection_save(

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from jobs.models import Connection, Job
-from jobs.services import connection_save
+from jobs.services.jobs import connection_save
 from jobs.states import JobKind
 
 # No OML service listens there: jobs of this connection are only ever read.

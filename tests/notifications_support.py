@@ -1,12 +1,12 @@
 """Arrangement for the notification tests: rules made through notifications.services, jobs moved through
-jobs.services.job_transition (so that the outbox is written exactly as in production)."""
+jobs.services.jobs.job_transition (so that the outbox is written exactly as in production)."""
 
 from __future__ import annotations
 
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.services import job_transition
+from jobs.services.jobs import job_transition
 from jobs.states import JobState
 from notifications.services import RuleInput, rule_create
 from tests.results_support import make_job

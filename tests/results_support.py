@@ -7,8 +7,8 @@ import json
 from datetime import datetime, timedelta
 
 from jobs.models import Connection, Job
-from jobs.results import describe_body
-from jobs.services import connection_save, job_result_store, job_transition
+from jobs.results.bodies import describe_body
+from jobs.services.jobs import connection_save, job_result_store, job_transition
 from jobs.states import JobKind, JobState
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.rollups import rollups_rebuild
+from jobs.services.rollups import rollups_rebuild
 from jobs.states import JobState
 from tests.results_support import make_job
 

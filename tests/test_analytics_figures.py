@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from jobs.analytics import percentile
+from jobs.selectors.analytics import percentile
 from jobs.states import JobState
 from tests.results_support import finish_async, make_job, table_rows
 

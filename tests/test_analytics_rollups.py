@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import Profile
-from jobs import analytics
 from jobs.models import Job, JobRollup
-from jobs.rollups import rollups_rebuild
+from jobs.selectors import analytics
+from jobs.services.rollups import rollups_rebuild
 from jobs.states import JobState
 from tests.results_support import finish_async, make_job
 
@@ -83,7 +83,7 @@ def test_rows_written_by_sql_count_once_rebuilt(client, analyst, finished):
 
 
 def test_the_purge_moves_jobs_to_the_purged_rollups_without_counting_them_twice(client, analyst, finished, settings):
-    from jobs.retention import purge
+    from jobs.services.retention import purge
 
     settings.RETENTION_RESULT_DAYS, settings.RETENTION_JOB_DAYS = 30, 90
     settings.RETENTION_PURGE_PAUSE = 0
@@ -135,8 +135,8 @@ def test_percentiles_from_buckets_are_said_to_be_approximate_with_their_error(cl
 def test_bucket_counts_summed_by_the_database_equal_those_read_row_by_row(client, analyst, finished):
     from django.utils import timezone
 
-    from jobs.analytics import bucket_counts, bucket_counts_in_python
     from jobs.models import JobRollup as Rollup
+    from jobs.selectors.analytics import bucket_counts, bucket_counts_in_python
 
     for zone in ("UTC", "Asia/Kolkata", "America/St_Johns"):
         with timezone.override(zone):
@@ -149,8 +149,8 @@ def test_bucket_counts_summed_by_the_database_equal_those_read_row_by_row(client
 def test_team_rollups_bucket_counts_summed_by_the_database_equal_those_read_row_by_row(client, analyst, finished):
     from django.utils import timezone
 
-    from jobs.analytics import bucket_counts, bucket_counts_in_python
     from jobs.models import TeamRollup
+    from jobs.selectors.analytics import bucket_counts, bucket_counts_in_python
 
     hourly = sorted(bucket_counts(JobRollup.objects.all()))
     for zone in ("UTC", "Asia/Kolkata", "America/St_Johns"):

@@ -11,10 +11,10 @@ from django.core.management import call_command
 from django.db.models import Count, Sum
 
 from accounts.models import Membership, Team
-from jobs import analytics
 from jobs.models import Job, JobRollup, TeamRollup
-from jobs.rollups import duration_bucket, rollups_for
-from jobs.selectors import HistoryFilters, job_history_queryset
+from jobs.selectors import analytics
+from jobs.selectors.jobs import HistoryFilters, job_history_queryset
+from jobs.services.rollups import duration_bucket, rollups_for
 from jobs.states import TERMINAL_STATES, JobKind, JobState
 from tests.results_support import finish_async, make_job
 
@@ -143,7 +143,7 @@ def test_the_rebuild_makes_the_same_team_rollups_and_leaves_them_alone_elsewhere
 
 
 def test_a_purge_leaves_the_team_rollups_and_the_administrators_figures_as_they_were(client, people, ended, settings):
-    from jobs.retention import purge
+    from jobs.services.retention import purge
 
     settings.RETENTION_RESULT_DAYS, settings.RETENTION_JOB_DAYS = 30, 90
     settings.RETENTION_PURGE_PAUSE = 0

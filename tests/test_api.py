@@ -102,8 +102,8 @@ def test_without_a_token_the_api_answers_401(live):
 
 
 def test_the_job_list_pages_by_cursor_and_filters(api, analyst):
-    from jobs.services import job_create
-    from jobs.specs import parse_job_request
+    from jobs.services.jobs import job_create
+    from jobs.services.specs import parse_job_request
 
     made = [
         job_create(owner=analyst, spec=parse_job_request({"kind": "do_eval", "script": "return_df"})) for _ in range(5)
@@ -139,8 +139,8 @@ def test_cancel_and_rerun_through_the_api(api):
 def test_another_users_job_answers_404(api, make_user):
     from accounts.models import Membership, Team
     from jobs.models import Connection
-    from jobs.services import job_create
-    from jobs.specs import parse_job_request
+    from jobs.services.jobs import job_create
+    from jobs.services.specs import parse_job_request
 
     stranger = make_user("stranger")
     # Of another team, to which the connection is granted too.

@@ -150,8 +150,8 @@ def test_a_clone_that_makes_the_request_invalid_gets_a_400_and_no_job(api):
 
 
 def test_an_auditor_may_not_clone(live, make_user, analyst):
-    from jobs.services import job_create
-    from jobs.specs import parse_job_request
+    from jobs.services.jobs import job_create
+    from jobs.services.specs import parse_job_request
 
     job = job_create(owner=analyst, spec=parse_job_request({"kind": "do_eval", "script": "return_df"}))
     # An auditor of the job's team: one who may read it, and so is told 403, not 404.

@@ -46,7 +46,7 @@ def api_token(live, make_user):
 
 
 def _document() -> dict:
-    from jobs.api import api
+    from jobs.api.jobs import api
 
     return json.loads(json.dumps(api.get_openapi_schema()))
 

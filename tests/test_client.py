@@ -64,8 +64,8 @@ def test_a_submitted_job_is_waited_on_and_its_dataframe_equals_the_result_pages_
 
 
 def test_jobs_reads_every_page_through_the_cursor_with_the_history_filters(client, analyst):
-    from jobs.services import job_create
-    from jobs.specs import parse_job_request
+    from jobs.services.jobs import job_create
+    from jobs.services.specs import parse_job_request
 
     made = [
         job_create(owner=analyst, spec=parse_job_request({"kind": "index_apply", "script": "timer", "times": 1}))

@@ -19,8 +19,8 @@ from accounts.models import Membership, Team
 from accounts.tokens import token_create
 from audit.models import AuditEntry
 from jobs.models import Connection, Job
-from jobs.services import connection_save, job_create
-from jobs.specs import parse_job_request
+from jobs.services.jobs import connection_save, job_create
+from jobs.services.specs import parse_job_request
 from jobs.states import JobKind
 
 pytestmark = pytest.mark.django_db
@@ -151,7 +151,7 @@ def test_submitting_to_a_connection_of_another_team_is_refused_with_403_through_
 
 
 def test_the_submit_service_refuses_a_connection_not_granted_to_the_owner(people, conns):
-    from jobs.access import ConnectionDenied
+    from jobs.selectors.access import ConnectionDenied
 
     spec = parse_job_request({"kind": "do_eval", "script": "return_df", "connection": conns["pricing"].pk})
     with pytest.raises(ConnectionDenied):

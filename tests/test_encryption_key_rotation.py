@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from jobs.models import Connection
-from jobs.services import connection_save
+from jobs.services.jobs import connection_save
 
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()

@@ -15,11 +15,11 @@ from accounts.models import Membership, Team
 from accounts.tokens import token_create, user_for_token
 from audit.models import AuditEntry
 from audit.services import audit_record, audit_verify_chain
-from jobs import access
-from jobs.lifecycle import STILL_RUNNING_FIELDS, record_still_running
 from jobs.models import Connection, Job, JobTransition
-from jobs.services import connection_save, job_create, job_transition, job_update_polling
-from jobs.specs import parse_job_request
+from jobs.selectors import access
+from jobs.services.jobs import connection_save, job_create, job_transition, job_update_polling
+from jobs.services.specs import parse_job_request
+from jobs.worker.lifecycle import STILL_RUNNING_FIELDS, record_still_running
 from omlpy_dashboard.fastsql import (
     add_to_rows,
     audit_head,
@@ -479,7 +479,7 @@ def test_insert_one_writes_an_audit_entry_as_save_does(analyst):
 
 def test_the_rebuilt_tally_equals_the_one_kept_by_the_transitions(conn, analyst):
     from jobs.models import JobTally
-    from jobs.tally import tally_rebuild, tally_rows
+    from jobs.services.tally import tally_rebuild, tally_rows
     from tests.results_support import finish_async, make_job, store_result
 
     team = Team.objects.create(name="Risk")

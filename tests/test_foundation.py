@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.db import close_old_connections, connection
 
 from jobs.models import Connection, Job, JobTransition
-from jobs.services import connection_save, job_transition
+from jobs.services.jobs import connection_save, job_transition
 from jobs.states import ALLOWED_MOVES, JobKind, JobState
 from tests.stack import ROOT, Stack, wait_for
 

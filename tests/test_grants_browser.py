@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import ApiToken
-from jobs.services import connection_save
+from jobs.services.jobs import connection_save
 
 pytestmark = pytest.mark.browser
 

@@ -12,8 +12,8 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from jobs import selectors
 from jobs.models import Job
+from jobs.selectors import jobs as selectors
 from jobs.states import JobState
 from tests.factories import bulk_jobs, past_jobs
 

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.selectors import HistoryFilters, job_history_sorted
+from jobs.selectors.jobs import HistoryFilters, job_history_sorted
 from jobs.states import JobState
 from tests.factories import bulk_jobs, past_jobs
 

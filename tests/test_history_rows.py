@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.selectors import HistoryRow
+from jobs.selectors.jobs import HistoryRow
 from jobs.states import JobState
 from jobs.templatetags.jobs_tags import history_row, render_html
 from tests.factories import make_job
@@ -174,7 +174,7 @@ def _row_markup(page: str, job: Job) -> str:
 
 
 def test_the_history_page_and_its_live_refresh_show_hostile_names_as_text(client, make_user):
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
 
     owner = make_user(HOSTILE["owner_name"])
     conn = connection_save(

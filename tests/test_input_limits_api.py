@@ -1,5 +1,5 @@
 """Bad input to the JSON API over real HTTP: every refusal is a 4xx naming the field, nothing is stored, and the
-limits are those of the compose form (jobs.specs), whatever shape the value comes in."""
+limits are those of the compose form (jobs.services.specs), whatever shape the value comes in."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.conf import settings
 
 from accounts.tokens import token_create
 from jobs.models import Job
-from jobs.specs import MAX_PARAMETERS_CHARS, MAX_PARAMETERS_DEPTH
+from jobs.services.specs import MAX_PARAMETERS_CHARS, MAX_PARAMETERS_DEPTH
 
 DEEP = 5000
 

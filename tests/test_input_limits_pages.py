@@ -1,5 +1,5 @@
 """Bad input to the pages: the compose form and its preview refuse what the API refuses, with the same messages
-(one validator, jobs.specs); result pages and filters answer 400 naming the parameter; nothing is stored."""
+(one validator, jobs.services.specs); result pages and filters answer 400 naming the parameter; nothing is stored."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from playwright.sync_api import expect
 
 from jobs.models import Job
-from jobs.specs import MAX_PARAMETERS_CHARS, MAX_PARAMETERS_DEPTH, parse_job_request
+from jobs.services.specs import MAX_PARAMETERS_CHARS, MAX_PARAMETERS_DEPTH, parse_job_request
 from jobs.states import JobKind
 from tests.results_support import succeeded_job_with_result
 

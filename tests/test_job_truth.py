@@ -12,11 +12,11 @@ import pytest
 from audit.models import AuditEntry
 from audit.services import AuditAction, audit_verify_chain
 from jobs.models import Job, ScriptStats
-from jobs.polling import poll_log_append, poll_log_entry, poll_log_rows
-from jobs.services import job_rerun
+from jobs.selectors.stats import SIGNATURE_MIN_RUNS, call_signature, script_durations, script_stats_record
+from jobs.selectors.timing import job_phases, learned_seconds, oml_bounds
+from jobs.services.jobs import job_rerun
 from jobs.states import JobState
-from jobs.stats import SIGNATURE_MIN_RUNS, call_signature, script_durations, script_stats_record
-from jobs.timing import job_phases, learned_seconds, oml_bounds
+from jobs.worker.polling import poll_log_append, poll_log_entry, poll_log_rows
 from omlengine.models import EngineJob
 from omlengine.services import script_save
 from tests.stack import wait_for
@@ -191,8 +191,8 @@ def test_expectations_follow_the_signature_once_it_has_five_runs_else_the_script
 def test_a_script_with_old_job_rows_keeps_its_learned_schedule_after_its_first_recorded_run(analyst):
     from django.utils import timezone
 
-    from jobs.lifecycle import expectation_for
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
+    from jobs.worker.lifecycle import expectation_for
 
     connection = connection_save(name="old", base_url="http://127.0.0.1:9", username="U", password="p")
     start = timezone.now()  # a job cannot finish before its row was created

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from jobs import tasks
 from jobs.models import Job, JobTransition
-from jobs.services import job_create, result_read_all
-from jobs.specs import parse_job_request
+from jobs.services.jobs import job_create, result_read_all
+from jobs.services.specs import parse_job_request
 from jobs.states import TERMINAL_STATES, JobState
 from omlengine.models import EngineCall, EngineJob
 from tests.stack import Stack, wait_for
@@ -139,7 +139,7 @@ def test_a_job_past_its_deadline_times_out(live, analyst):
 
 
 def test_cancel_deletes_the_engine_job_and_ends_cancelled(live, analyst):
-    from jobs.services import job_cancel
+    from jobs.services.jobs import job_cancel
 
     job = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 600})
     wait_for(lambda: Job.objects.get(pk=job.pk).state == JobState.PENDING, what="pending")
@@ -155,7 +155,7 @@ def test_cancel_deletes_the_engine_job_and_ends_cancelled(live, analyst):
 
 
 def test_a_queued_job_cancels_at_once_without_calling_oml(db, analyst):
-    from jobs.services import connection_save, job_cancel
+    from jobs.services.jobs import connection_save, job_cancel
 
     unused = connection_save(name="unused", base_url="http://127.0.0.1:9", username="U", password="p")
     # A row with no submit message sent: a job OML has never seen.
@@ -171,7 +171,7 @@ def test_a_cancellation_whose_job_update_fails_leaves_no_audit_entry_and_no_requ
     from django.db import OperationalError, connection
 
     from audit.models import AuditEntry
-    from jobs.services import connection_save, job_cancel
+    from jobs.services.jobs import connection_save, job_cancel
 
     unused = connection_save(name="unused", base_url="http://127.0.0.1:9", username="U", password="p")
     # A job OML accepted: cancelling it records the request on the row for a worker to carry out.
@@ -241,7 +241,7 @@ def second_stack(transactional_db, tmp_path, request):
     stacks = []
 
     def start(env: dict, workers: int = 1, concurrency: int = 2) -> Stack:
-        from jobs.services import connection_save
+        from jobs.services.jobs import connection_save
         from tests.conftest import analysts_team, seed_engine
 
         stack = Stack(log_dir=tmp_path, env=env)
@@ -304,7 +304,7 @@ def test_two_workers_sweep_the_same_jobs_and_finish_each_exactly_once(second_sta
 
 
 def test_a_cancel_whose_message_is_lost_is_still_carried_out(live, analyst):
-    from jobs.services import job_cancel
+    from jobs.services.jobs import job_cancel
 
     job = submit(analyst, kind="do_eval", script="timer", parameters={"seconds": 600})
     wait_for(lambda: Job.objects.get(pk=job.pk).state == JobState.PENDING, what="pending")
@@ -318,7 +318,7 @@ def test_a_cancel_whose_message_is_lost_is_still_carried_out(live, analyst):
 
 
 def test_a_job_whose_message_and_sweep_race_is_submitted_exactly_once(second_stack, analyst):
-    from jobs import access
+    from jobs.selectors import access
 
     # No grace: the sweeps take queued jobs as soon as they see them, racing the on-commit messages, on two
     # workers. Some jobs have no message at all (as if it were lost): only a sweep can submit those.
@@ -340,8 +340,8 @@ def test_a_job_whose_message_and_sweep_race_is_submitted_exactly_once(second_sta
 def test_the_sweep_submits_a_refused_job_again_only_once_its_retry_time_has_come(db, analyst):
     from django.test import override_settings
 
-    from jobs.lifecycle import claim_waiting_submissions
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
+    from jobs.worker.lifecycle import claim_waiting_submissions
     from tests.conftest import analysts_team
 
     connection_save(
@@ -378,7 +378,7 @@ def test_a_poll_that_finds_its_job_running_reads_and_writes_nothing_and_the_swee
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from jobs.lifecycle import claim_due_jobs, poll, record_still_running
+    from jobs.worker.lifecycle import claim_due_jobs, poll, record_still_running
     from metrics import recorder
 
     jobs = [

@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from accounts.tokens import token_create
 from jobs.models import Job
-from jobs.services import connection_save
+from jobs.services.jobs import connection_save
 from jobs.states import TERMINAL_STATES, JobState
 from omlpy_dashboard.logs import (
     ContextFilter,
@@ -211,7 +211,7 @@ def test_a_worker_logs_each_line_about_a_job_as_json_carrying_the_jobs_uuid(work
     records, others = json_lines("\n".join(about_job))
     assert others == []
     assert {r.get("job") for r in records} == {str(job.uuid)}
-    moves = {r["message"].split(" (")[0] for r in records if r["logger"] == "jobs.services"}
+    moves = {r["message"].split(" (")[0] for r in records if r["logger"] == "jobs.services.jobs"}
     # The submission is this worker's; polls may be swept by any worker on the database.
     assert {f"job {job.pk}: queued -> submitting", f"job {job.pk}: submitting -> pending"} <= moves, moves
 
@@ -221,7 +221,7 @@ def test_a_worker_logs_each_line_about_a_job_as_json_carrying_the_jobs_uuid(work
 
 def record_of(message: str, *args: object, **fields: object) -> logging.LogRecord:
     """A record as the handler sees it: with the current context added."""
-    record = logging.LogRecord("jobs.lifecycle", logging.INFO, __file__, 1, message, args, None)
+    record = logging.LogRecord("jobs.worker.lifecycle", logging.INFO, __file__, 1, message, args, None)
     record.__dict__.update(fields)
     ContextFilter().filter(record)
     return record
@@ -241,7 +241,7 @@ def test_development_text_is_readable_and_names_the_context():
     line = TextFormatter().format(record)
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
-    assert line.endswith("INFO jobs.lifecycle hello there [request_id=r-1 job=0b6f]")
+    assert line.endswith("INFO jobs.worker.lifecycle hello there [request_id=r-1 job=0b6f]")
 
 
 def test_a_job_bound_inside_a_log_context_leaves_with_it_and_an_explicit_field_wins():

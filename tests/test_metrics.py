@@ -12,10 +12,10 @@ from django.test import override_settings
 
 from accounts.models import Membership, Team
 from jobs.models import Connection, Job, JobResult, JobTransition
-from jobs.services import job_create
-from jobs.specs import parse_job_request
+from jobs.selectors.timing import oml_bounds
+from jobs.services.jobs import job_create
+from jobs.services.specs import parse_job_request
 from jobs.states import TERMINAL_STATES
-from jobs.timing import oml_bounds
 from metrics import recorder, store
 from metrics.models import MetricCounter
 from omlengine.models import EngineCall, EngineJob
@@ -160,7 +160,7 @@ def test_metric_values_after_a_known_sequence_of_jobs_equal_what_happened(live, 
     assert growth(found, "omlpy_job_oml_duration_seconds_count") == seen_finished + 1
     assert growth(found, "omlpy_job_detection_lag_seconds_count") == seen_finished
     assert growth(found, "omlpy_job_detection_lag_seconds_bucket", le="+Inf") == seen_finished
-    # The OML time observed is the middle of each job's bounds (jobs.timing): the sum lies between the sums of
+    # The OML time observed is the middle of each job's bounds (jobs.selectors.timing): the sum lies between the sums of
     # the bounds the jobs recorded, and each timer's upper bound holds the seconds it slept.
     # (The synchronous call observes its request's latency, which its recorded span holds.)
     bounds = {job.pk: oml_bounds(Job.objects.get(pk=job.pk)) for job in jobs}

@@ -11,10 +11,10 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import Connection
-from jobs.services import job_create
-from jobs.specs import parse_job_request
+from jobs.selectors.stats import script_stats_record
+from jobs.services.jobs import job_create
+from jobs.services.specs import parse_job_request
 from jobs.states import JobState
-from jobs.stats import script_stats_record
 from notifications.models import Notification
 from tests.notifications_support import make_rule
 from tests.stack import wait_for

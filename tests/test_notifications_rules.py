@@ -174,7 +174,7 @@ def test_analysts_cannot_make_team_rules_nor_leads_for_another_team_and_auditors
 
 
 def test_a_rule_about_a_connection_the_user_cannot_see_answers_404(client, world):
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
 
     hidden = connection_save(name="Hidden", base_url="http://127.0.0.1:9", username="u", password="p", teams=[])
     body = {"events": ["failed"], "channel": "inapp", "connection": hidden.pk}
@@ -271,7 +271,7 @@ def test_the_job_page_lists_the_jobs_deliveries(client, world):
 
 
 def test_a_lead_pins_their_teams_jobs_and_sees_only_their_teams_storage(client, world):
-    from jobs import access
+    from jobs.selectors import access
     from tests.results_support import make_job
 
     risk_job = make_job(world["ana"], team=world["risk"])

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.retention import purge
+from jobs.services.retention import purge
 from jobs.states import JobState
 from notifications.models import ConnectionEpisode, Notification, NotificationRule
 from notifications.watch import notifications_watch

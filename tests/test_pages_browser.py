@@ -10,8 +10,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from jobs.models import Job
-from jobs.services import job_create
-from jobs.specs import parse_job_request
+from jobs.services.jobs import job_create
+from jobs.services.specs import parse_job_request
 from jobs.states import JobKind, JobState
 
 pytestmark = pytest.mark.browser
@@ -267,7 +267,7 @@ def test_the_live_job_page_drops_the_queued_note_and_shows_the_script_and_polls_
 
 
 def test_a_running_parent_job_lists_a_re_run_made_meanwhile_without_reloading(live, page, login, analyst):
-    from jobs.services import job_rerun
+    from jobs.services.jobs import job_rerun
 
     parent = job_create(
         owner=analyst,

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from jobs.models import Connection
-from jobs.specs import OBJECT_MESSAGE, parse_job_request
+from jobs.services.specs import OBJECT_MESSAGE, parse_job_request
 
 
 def test_favicon_ico_answers_with_the_icon_file(client):

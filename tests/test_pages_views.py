@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Team
 from jobs.models import Job
-from jobs.services import connection_save, job_result_store, job_transition
+from jobs.services.jobs import connection_save, job_result_store, job_transition
 from jobs.states import JobKind, JobState
 from jobs.templatetags.jobs_tags import zoned
 from tests.conftest import analysts_team

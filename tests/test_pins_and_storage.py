@@ -8,7 +8,7 @@ from accounts.models import Membership, Team
 from accounts.tokens import token_create
 from audit.models import AuditEntry
 from jobs.models import JobPin, JobResult, RetentionPolicy
-from jobs.retention import purge_plan
+from jobs.services.retention import purge_plan
 from jobs.states import JobState
 from tests.results_support import finish_async, make_job, store_result
 

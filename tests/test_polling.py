@@ -10,7 +10,7 @@ import statistics
 
 import pytest
 
-from jobs import polling
+from jobs.worker import polling
 
 
 def poll_times(duration_limit: float, expected=None, until_deadline=None) -> list[float]:

@@ -14,8 +14,8 @@ import yaml
 from django.conf import settings
 
 from accounts.models import Membership
-from jobs.services import job_create
-from jobs.specs import parse_job_request
+from jobs.services.jobs import job_create
+from jobs.services.specs import parse_job_request
 from tests.conftest import analysts_team
 from tests.metrics_support import samples, scrape_text
 from tests.stack import ROOT, free_port, stop_process_group, wait_for

@@ -9,7 +9,7 @@ import pytest
 from openpyxl import load_workbook
 
 from audit.models import AuditEntry
-from jobs.services import result_read_all
+from jobs.services.jobs import result_read_all
 from jobs.states import JobKind
 from tests.results_support import parse_cell, png_base64, succeeded_job_with_result
 

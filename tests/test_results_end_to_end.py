@@ -6,8 +6,8 @@ import json
 
 import requests
 
-from jobs.services import job_create, result_read_all
-from jobs.specs import parse_job_request
+from jobs.services.jobs import job_create, result_read_all
+from jobs.services.specs import parse_job_request
 from jobs.states import TERMINAL_STATES, JobState
 from tests.stack import wait_for
 

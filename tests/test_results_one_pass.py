@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from jobs.results import (
+from jobs.results.bodies import (
     RECORDED_COLUMNS_MAX,
     bytes_source,
     describe_body,
@@ -20,7 +20,7 @@ from jobs.results import (
     iter_rows,
     table_header,
 )
-from jobs.results_export import csv_cell, csv_chunks
+from jobs.results.export import csv_cell, csv_chunks
 from jobs.states import JobKind
 from omlpy_dashboard.spreadsheet import formula_safe
 from tests.results_support import png_base64, succeeded_job_with_result

@@ -84,8 +84,8 @@ def test_parquet_is_written_without_numpy_or_pandas():
     """As in the dashboard image: the scientific stack made absent (tests/support/without_science)."""
     script = (
         "import json, sys\n"
-        "from jobs.results import bytes_source\n"
-        "from jobs.results_parquet import parquet_chunks\n"
+        "from jobs.results.bodies import bytes_source\n"
+        "from jobs.results.parquet import parquet_chunks\n"
         "body = json.dumps({'result': [{'A': i, 'B': str(i)} for i in range(100)]}).encode()\n"
         "sys.stdout.buffer.write(b''.join(parquet_chunks(bytes_source(body), 'records', 1000)))\n"
         "assert 'numpy' not in sys.modules and 'pandas' not in sys.modules\n"

@@ -42,7 +42,7 @@ def test_pandas_reads_back_the_rows_of_the_json_download(client, analyst, settin
     booleans, nulls and missing keys as nulls, nested values as the CSV's JSON text, whatever the row groups."""
     import json
 
-    from jobs.results import cell_text
+    from jobs.results.bodies import cell_text
 
     settings.JOBS_PARQUET_ROW_GROUP_CELLS = row_group_cells
     rows = [

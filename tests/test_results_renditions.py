@@ -1,4 +1,4 @@
-"""CSV renditions (jobs.renditions): a result's first CSV download writes the CSV from its body and stores it
+"""CSV renditions (jobs.results.renditions): a result's first CSV download writes the CSV from its body and stores it
 beside the result; later downloads send the stored bytes. Those bytes are the one-pass CSV's, on every result
 shape; two first downloads at once store one rendition; a download that stops stores nothing; a rendition
 left by a writer that died is written again once stale; a rendition goes with its result."""
@@ -14,10 +14,10 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from jobs.models import Job, JobResult, JobResultChunk, JobResultRendition, JobResultRenditionChunk
-from jobs.renditions import RENDITION_VERSIONS
-from jobs.results import bytes_source, describe_body, header_of
-from jobs.results_export import csv_chunks, download_response
-from jobs.retention import purge
+from jobs.results.bodies import bytes_source, describe_body, header_of
+from jobs.results.export import csv_chunks, download_response
+from jobs.results.renditions import RENDITION_VERSIONS
+from jobs.services.retention import purge
 from jobs.states import JobKind
 from tests.results_support import finish_async, make_job, store_result, succeeded_job_with_result
 from tests.test_results_one_pass import BODIES, LINK, body, two_pass_csv
@@ -107,7 +107,7 @@ def test_a_result_stored_before_renditions_and_columns_downloads_the_same_bytes(
 
 
 def many_rows() -> bytes:
-    # A CSV of several pieces (jobs.results_export.CSV_FLUSH_BYTES each), so that a download can be held mid-way.
+    # A CSV of several pieces (jobs.results.export.CSV_FLUSH_BYTES each), so that a download can be held mid-way.
     return body([{"N": i, "T": f"=row {i}" if i % 50 == 0 else f"row {i}, text", "F": i / 3} for i in range(12000)])
 
 

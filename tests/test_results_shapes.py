@@ -1,10 +1,10 @@
-"""describe_result and the rows of each shape (jobs.results), on bodies as OML sends them."""
+"""describe_result and the rows of each shape (jobs.results.bodies), on bodies as OML sends them."""
 
 import json
 
 import pytest
 
-from jobs.results import bytes_source, describe_result, iter_rows, peek_shape
+from jobs.results.bodies import bytes_source, describe_result, iter_rows, peek_shape
 
 GROUPS = {
     "versicolor_8": {"SEPAL_LENGTH": {"0": 5.7}, "SPECIES": {"0": "versicolor"}, "COUNT": {"0": 5}},

@@ -22,13 +22,13 @@ from django.utils import timezone
 
 from accounts.models import Membership, Team
 from audit.services import audit_record, audit_verify_chain
-from jobs import lifecycle
 from jobs.models import Job, JobResult, JobResultChunk, JobRollup, JobTally, JobTransition, RetentionPolicy
-from jobs.pins import job_pin
-from jobs.retention import purge
-from jobs.rollups import COLUMNS as ROLLUP_COLUMNS
+from jobs.services.pins import job_pin
+from jobs.services.retention import purge
+from jobs.services.rollups import COLUMNS as ROLLUP_COLUMNS
+from jobs.services.tally import tally_rows
 from jobs.states import TERMINAL_STATES, JobState
-from jobs.tally import tally_rows
+from jobs.worker import lifecycle
 from metrics import recorder, store
 from metrics.models import MetricCounter
 from tests.results_support import finish_async, make_job, store_result

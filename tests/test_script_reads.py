@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 
-from jobs import lifecycle
 from jobs.models import Connection, Job
 from jobs.oml.client import (
     ERROR_BODY_LIMIT,
@@ -26,6 +25,7 @@ from jobs.oml.client import (
 )
 from jobs.oml.errors import OMLError
 from jobs.states import JobState
+from jobs.worker import lifecycle
 from omlengine.services import script_save
 from tests.stack import wait_for
 from tests.test_lifecycle import submit, wait_terminal
@@ -295,7 +295,7 @@ def test_the_oml_client_imports_nothing_of_the_database_layer():
 
 @pytest.mark.django_db
 def test_the_client_is_given_plain_values_with_the_deployment_s_timeouts(settings):
-    from jobs.services import connection_save
+    from jobs.services.jobs import connection_save
 
     settings.OML_CONNECT_TIMEOUT = 1.5
     settings.OML_READ_TIMEOUT = 7.0

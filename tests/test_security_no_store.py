@@ -10,7 +10,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts.models import Membership, Team
 from jobs.models import Job
-from jobs.services import connection_save, job_result_store
+from jobs.services.jobs import connection_save, job_result_store
 from jobs.states import JobKind, JobState
 
 pytestmark = pytest.mark.django_db

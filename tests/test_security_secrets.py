@@ -16,7 +16,7 @@ from accounts.models import Membership, Team
 from accounts.tokens import token_create
 from audit.models import AuditEntry
 from jobs.models import Connection, Job, JobTransition
-from jobs.services import connection_save
+from jobs.services.jobs import connection_save
 from omlengine.models import EngineUser
 from tests.stack import wait_for
 

@@ -16,7 +16,7 @@ from accounts.models import ApiToken
 from accounts.tokens import token_create, user_for_token
 from audit.models import AuditEntry
 from jobs.models import Connection, Job
-from jobs.services import job_result_store
+from jobs.services.jobs import job_result_store
 from jobs.states import JobKind, JobState
 from notifications.models import NotificationRule
 from notifications.services import RuleInput, rule_create
@@ -170,7 +170,7 @@ def test_the_apitoken_command_takes_a_lifetime_and_a_read_only_scope(analyst, se
 
 def _api_operations() -> list[tuple[str, str]]:
     """(method, path template) of every operation of the JSON API, from its OpenAPI document."""
-    from jobs.api import api
+    from jobs.api.jobs import api
 
     schema = api.get_openapi_schema(path_prefix="/api/v1")
     return [(method.upper(), path) for path, item in schema["paths"].items() for method in item]

@@ -17,9 +17,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from accounts.models import Membership, Team
 from accounts.tokens import token_create
 from audit.access import can_view_audit
-from jobs.access import can_modify, can_submit, job_for_user, visible_jobs
 from jobs.models import Job
-from jobs.services import connection_save, job_result_store
+from jobs.selectors.access import can_modify, can_submit, job_for_user, visible_jobs
+from jobs.services.jobs import connection_save, job_result_store
 from jobs.states import JobKind, JobState
 
 # --- The world: two teams, every role, one job of each kind -------------------------------------

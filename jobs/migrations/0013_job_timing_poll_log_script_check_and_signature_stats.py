@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='job',
             name='poll_log',
-            field=models.JSONField(blank=True, db_default={}, default=dict, help_text='The first and last status requests (jobs.polling.poll_log_append) and how many were left out.'),
+            field=models.JSONField(blank=True, db_default={}, default=dict, help_text='The first and last status requests (jobs.worker.polling) and how many were left out.'),
         ),
         migrations.AddField(
             model_name='job',
@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='scriptstats',
             name='signature',
-            field=models.CharField(blank=True, db_default='', default='', help_text='A call signature (jobs.stats.call_signature) of the script; empty: every run of the script.', max_length=64),
+            field=models.CharField(blank=True, db_default='', default='', help_text='A call signature (jobs.selectors.stats) of the script; empty: every run of the script.', max_length=64),
         ),
         migrations.AddConstraint(
             model_name='scriptstats',

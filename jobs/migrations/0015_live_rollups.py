@@ -9,8 +9,8 @@ TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 
 def rollups_of_existing_rows(apps, schema_editor):
     """Rollups held only purged jobs until now: mark them so, and roll up the finished jobs whose rows remain
-    (the live part), as jobs.rollups.rollups_rebuild does."""
-    from jobs import rollups
+    (the live part), as jobs.services.rollups.rollups_rebuild does."""
+    from jobs.services import rollups
 
     job_model = apps.get_model("jobs", "Job")
     rollup_model = apps.get_model("jobs", "JobRollup")
@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
             model_name='jobrollup',
             index=models.Index(fields=['owner', 'hour'], name='job_rollup_owner_hour_idx'),
         ),
-        # The detection lag (jobs.timing), summed like the other phases.
+        # The detection lag (jobs.selectors.timing), summed like the other phases.
         migrations.AddField(model_name='jobrollup', name='lag_sum', field=models.FloatField(default=0.0)),
         migrations.AddField(model_name='jobrollup', name='lag_n', field=models.BigIntegerField(default=0)),
         migrations.RunPython(rollups_of_existing_rows, migrations.RunPython.noop),

@@ -5,8 +5,8 @@ from django.db import migrations, models
 
 
 def team_rollups_of_existing_rollups(apps, schema_editor):
-    """The team rollups of the hourly rollups already kept, as jobs.rollups.team_rollups_rebuild makes them."""
-    from jobs import rollups
+    """The team rollups of the hourly rollups already kept, as jobs.services.rollups.team_rollups_rebuild makes them."""
+    from jobs.services import rollups
 
     hourly, teams = apps.get_model("jobs", "JobRollup"), apps.get_model("jobs", "TeamRollup")
     rollups.team_rollups_rebuild(hourly.objects.all(), teams.objects.all())

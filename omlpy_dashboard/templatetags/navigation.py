@@ -3,8 +3,8 @@
 from django import template
 
 from audit.access import can_view_audit as _can_view_audit
-from jobs.access import can_submit as _can_submit
-from jobs.access import can_view_storage as _can_view_storage
+from jobs.selectors.access import can_submit as _can_submit
+from jobs.selectors.access import can_view_storage as _can_view_storage
 
 register = template.Library()
 

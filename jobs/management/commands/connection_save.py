@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from accounts.models import Team
 from audit.services import AuditAction, audit_record
 from jobs.models import Connection
-from jobs.services import connection_save
+from jobs.services.jobs import connection_save
 
 
 class Command(BaseCommand):

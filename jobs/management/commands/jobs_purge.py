@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.template.defaultfilters import filesizeformat
 
 from accounts.models import Team
-from jobs import retention
+from jobs.services import retention
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from jobs.tally import tally_rebuild
+from jobs.services.tally import tally_rebuild
 
 
 class Command(BaseCommand):

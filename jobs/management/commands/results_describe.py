@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from jobs.services import results_describe_stored
+from jobs.services.jobs import results_describe_stored
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.rollups import rollups_rebuild
+from jobs.services.rollups import rollups_rebuild
 
 
 def _day(text: str) -> datetime:

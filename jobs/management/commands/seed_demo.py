@@ -10,7 +10,7 @@ from django.db import transaction
 
 from accounts.models import Membership, Team
 from jobs.models import Connection
-from jobs.services import connection_save
+from jobs.services.jobs import connection_save
 
 DEMO_USERS = [
     # username, password, is_staff/superuser, role in the demo team

@@ -1,0 +1,1 @@
+"""Result bodies: shapes, rows, comparison and downloads (CSV, XLSX, Parquet)."""

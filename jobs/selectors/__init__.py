@@ -1,0 +1,1 @@
+"""Reads that pages, the API and the worker share."""

@@ -1,0 +1,1 @@
+"""What Celery runs: submit, the poll sweep and its schedule, fetch, cancel, the janitor."""
